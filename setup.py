@@ -1,0 +1,29 @@
+"""Build the compiled L1 (``src/mlcache/_lru.pyx``); everything else is in pyproject.toml.
+
+Set ``MLCACHE_NO_EXTENSIONS=1`` to build a pure-Python install.  A failed
+compile is not fatal: the package falls back to ``mlcache._lru_py``.
+"""
+import os
+import sys
+
+from setuptools import Extension, setup
+
+NO_EXTENSIONS = bool(os.environ.get("MLCACHE_NO_EXTENSIONS")) or sys.implementation.name != "cpython"
+
+if NO_EXTENSIONS:
+    ext_modules = []
+else:
+    from Cython.Build import cythonize
+
+    ext_modules = cythonize(
+        [Extension("mlcache._lru", ["src/mlcache/_lru.pyx"], extra_compile_args=["-O3"])],
+        compiler_directives={
+            "language_level": "3",
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
+    )
+
+setup(ext_modules=ext_modules)

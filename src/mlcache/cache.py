@@ -1,0 +1,241 @@
+"""MultiLevelCache: the read path, the write path, promotion, invalidation and stats.
+
+Read: L1 (no await on a hit) -> L2 -> L3.  A hit below is promoted into every level above
+it with the lifetime it has left, so a value never outlives its source.  Write: serialize
+once, then write the deepest requested level first, so a reader never finds a value in an
+upper level that the level below it has not taken.  Invalidate: deepest level first, for
+the same reason in reverse (deleting L2 before L3 would let a reader re-promote from L3).
+"""
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import Any, Mapping, Optional, Union
+
+from .config import CacheConfig
+from .errors import SerializationError, TierError
+from .levels import AbsentLevel, L1Cache, SharedLevel
+from .metrics import Metrics
+from .serialization import Serializer
+from .tiers.base import Entry
+from .validation import DEFAULT_TTL, check_key, check_level, check_ttl
+
+log = logging.getLogger("mlcache")
+
+# The guide's combined target is 80-95 %; "achieved" means reaching its lower bound.
+COMBINED_TARGET_HIT_RATE = 80.0
+
+_MISS: Any = object()
+
+
+class MultiLevelCache:
+    """A cache answered by the nearest of L1 (in-process), L2 (Redis) and L3 (PostgreSQL).
+
+    >>> cache = MultiLevelCache({"redis_url": "redis://localhost:6379/0"})   # doctest: +SKIP
+    >>> await cache.initialize()                                              # doctest: +SKIP
+    >>> await cache.put("user:123", {"name": "John"}, ttl_seconds=300)        # doctest: +SKIP
+    >>> await cache.get("user:123")                                           # doctest: +SKIP
+    {'name': 'John'}
+
+    A level without a URL (in the config or ``REDIS_URL`` / ``POSTGRES_URL``) is absent.
+    """
+
+    def __init__(self, config: Union[Mapping[str, Any], CacheConfig, None] = None) -> None:
+        self.config = config if isinstance(config, CacheConfig) else CacheConfig.from_dict(config)
+        cfg = self.config
+        self._serializer = Serializer(cfg.max_value_bytes)
+        self._default_ttl = cfg.default_ttl
+        self.l1_cache = L1Cache(cfg.l1)
+        # Bound once: the L1 hit path is one C call with no attribute chain.
+        self._l1 = self.l1_cache.lru
+        self._l1_get = self._l1.get
+        self.l2_cache: Union[SharedLevel, AbsentLevel] = AbsentLevel("L2")
+        self.l3_cache: Union[SharedLevel, AbsentLevel] = AbsentLevel("L3")
+        if cfg.l2.redis_url is not None:
+            from .tiers.redis import RedisTier
+
+            self.l2_cache = SharedLevel(RedisTier(cfg.l2), strict=cfg.strict)
+        if cfg.l3.database_url is not None:
+            from .tiers.postgres import PostgresTier
+
+            self.l3_cache = SharedLevel(PostgresTier(cfg.l3), strict=cfg.strict)
+        # The shared levels present, nearest first.
+        self._below: tuple[SharedLevel, ...] = tuple(
+            lvl for lvl in (self.l2_cache, self.l3_cache) if isinstance(lvl, SharedLevel)
+        )
+        self.metrics = Metrics(self)
+        self._started = False
+        self._closed = False
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def initialize(self) -> "MultiLevelCache":
+        """Connect the shared levels (and create L3's table).  Idempotent.
+
+        A level that cannot be reached is logged and treated as failing (fail-open), unless
+        ``strict`` is set, in which case its TierError is raised.
+        """
+        if self._started:
+            return self
+        if self._closed:
+            raise RuntimeError("this MultiLevelCache was closed; make a new one")
+        for level in self._below:
+            try:
+                await level.tier.start()
+            except TierError as exc:
+                if self.config.strict:
+                    await self.close()
+                    raise
+                level.errors += 1
+                log.warning("%s unavailable at start-up, continuing without it: %s", level.name, exc)
+        await self.metrics.start(self.config.prometheus_port, self.config.prometheus_addr)
+        self._started = True
+        return self
+
+    async def close(self) -> None:
+        """Close the shared levels' connections.  Idempotent; L1 stays readable."""
+        if self._closed:
+            return
+        self._closed = True
+        self._started = False
+        await self.metrics.stop()
+        for level in self._below:
+            try:
+                await level.tier.close()
+            except TierError as exc:
+                log.warning("%s did not close cleanly: %s", level.name, exc)
+
+    async def __aenter__(self) -> "MultiLevelCache":
+        return await self.initialize()
+
+    async def __aexit__(
+        self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None:
+        await self.close()
+
+    def _require_started(self) -> None:
+        if not self._started:
+            raise RuntimeError("MultiLevelCache is not initialized: await cache.initialize() first")
+
+    # --- read path -------------------------------------------------------------------------
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        """Return the value for ``key`` from the nearest level, or ``default`` on a miss.
+
+        A stored ``None`` is returned as ``None``; pass ``default=`` to tell it from a miss.
+        """
+        # Only validated keys are ever stored in L1, so a hit proves the key legal: the full
+        # check runs after an L1 miss, keeping the hit path to a type test and one C call.
+        if type(key) is not str:
+            check_key(key)
+        value = self._l1_get(key, _MISS)
+        if value is not _MISS:
+            return value
+        check_key(key)
+        if not self._below:
+            return default
+        value, _ = await self._fetch_below(key)
+        return default if value is _MISS else value
+
+    async def lookup(self, key: str) -> tuple[Any, Optional[str]]:
+        """Like :meth:`get`, but also say which level answered: ``(value, "L1" | "L2" | "L3")``,
+        or ``(None, None)`` on a miss.  For diagnostics and benchmarks."""
+        check_key(key)
+        value = self._l1_get(key, _MISS)
+        if value is not _MISS:
+            return value, "L1"
+        if not self._below:
+            return None, None
+        value, depth = await self._fetch_below(key)
+        return (None, None) if value is _MISS else (value, f"L{depth}")
+
+    async def _fetch_below(self, key: str) -> tuple[Any, int]:
+        """Look ``key`` up in L2 then L3; promote a hit upward.  Returns (value, level number)."""
+        self._require_started()
+        for depth, level in enumerate(self._below):
+            entry = await level.fetch(key)
+            if entry is None:
+                continue
+            try:
+                value = self._serializer.loads(key, entry.data)
+            except SerializationError as exc:
+                # Bytes we cannot read are a miss; removing them stops them costing every reader.
+                level.corrupt += 1
+                log.warning("%s: %s; deleting it", level.name, exc)
+                await level.discard(key)
+                continue
+            await self._promote(key, value, entry, self._below[:depth])
+            return value, depth + 2
+        return _MISS, 0
+
+    async def _promote(self, key: str, value: Any, entry: Entry, uppers: tuple[SharedLevel, ...]) -> None:
+        # The remaining lifetime travels with the value: an upper level forgets it no later
+        # than the level it came from.
+        for upper in reversed(uppers):
+            await upper.store(key, entry.data, entry.ttl)
+        if entry.ttl is None or entry.ttl > 0:
+            self._l1.set(key, value, entry.ttl)
+
+    # --- write path ------------------------------------------------------------------------
+
+    async def put(self, key: str, value: Any, ttl_seconds: Any = DEFAULT_TTL, level: str = "L3") -> None:
+        """Store ``value`` under ``key`` in L1 and every present level down to ``level``.
+
+        ``ttl_seconds``: seconds (int or float > 0), ``None`` for no expiry, default the
+        configured ``default_ttl``.  ``level``: the deepest level written ("L1", "L2", "L3").
+        Raises TypeError/ValueError for a bad key or TTL and SerializationError for a value
+        that would not come back equal, before any level is written.
+        """
+        check_key(key)
+        ttl = check_ttl(ttl_seconds, self._default_ttl)
+        depth = check_level(level)
+        data = self._serializer.dumps(key, value)
+        targets = self._below[: depth - 1]
+        if targets:
+            self._require_started()
+        for lower in reversed(targets):
+            await lower.store(key, data, ttl)
+        self._l1.set(key, value, ttl)
+
+    async def invalidate(self, key: str) -> bool:
+        """Remove ``key`` from every level.  Returns True if any level held it."""
+        check_key(key)
+        removed = False
+        if self._below:
+            self._require_started()
+        for lower in reversed(self._below):
+            removed = await lower.discard(key) or removed
+        return self._l1.delete(key) or removed
+
+    async def clear(self) -> None:
+        """Remove every entry of this cache's namespace (key prefix in L2, table in L3, L1)."""
+        if self._below:
+            self._require_started()
+        for lower in reversed(self._below):
+            try:
+                await lower.tier.clear()
+            except TierError as exc:
+                lower._failed(exc, "clear")
+        self._l1.clear()
+
+    # --- stats -----------------------------------------------------------------------------
+
+    async def get_comprehensive_stats(self) -> dict[str, Any]:
+        """Hit rates per level and combined (percent), entries, capacity; see the README."""
+        l1 = self.l1_cache.get_stats()
+        l2 = await self.l2_cache.get_stats()
+        l3 = await self.l3_cache.get_stats()
+        requests = l1["hits"] + l1["misses"]
+        hits = l1["hits"] + l2["hits"] + l3["hits"]
+        combined = 100.0 * hits / requests if requests else 0.0
+        return {
+            "combined_hit_rate": combined,
+            "target_hit_rate": COMBINED_TARGET_HIT_RATE,
+            "target_hit_rate_achieved": requests > 0 and combined >= COMBINED_TARGET_HIT_RATE,
+            "total_requests": requests,
+            "total_hits": hits,
+            "total_misses": requests - hits,
+            "l1_cache": l1,
+            "l2_cache": l2,
+            "l3_cache": l3,
+        }

@@ -1,0 +1,154 @@
+"""L3: PostgreSQL through an asyncpg pool, in an UNLOGGED table the level creates itself.
+
+UNLOGGED because a cache can be rebuilt: skipping the WAL makes writes several times cheaper,
+at the price of the table being emptied after a crash (never after a clean restart).
+Expiry is computed by the server's clock, so processes with skewed clocks agree.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from typing import Optional
+
+import asyncpg
+
+from ..config import L3Config
+from .base import Entry, map_exceptions
+
+LEVEL = "L3"
+SWEEP_BATCH = 5000
+log = logging.getLogger("mlcache.l3")
+
+
+class PostgresTier:
+    """One row per key: ``key text PRIMARY KEY, value bytea, expires_at timestamptz``."""
+
+    name = LEVEL
+
+    def __init__(self, config: L3Config) -> None:
+        assert config.database_url is not None
+        self.config = config
+        self.table = config.table  # validated as a plain identifier by the config
+        t = f'"{self.table}"'
+        # Every value is a bind parameter; only the validated table name is interpolated.
+        self._sql_get = (
+            f"SELECT value, EXTRACT(EPOCH FROM expires_at - now())::float8 AS ttl FROM {t} "
+            "WHERE key = $1 AND (expires_at IS NULL OR expires_at > now())"
+        )
+        self._sql_set = (
+            f"INSERT INTO {t} (key, value, expires_at) "
+            "VALUES ($1, $2, now() + make_interval(secs => $3::float8)) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at"
+        )
+        self._sql_delete = f"DELETE FROM {t} WHERE key = $1"
+        self._sql_count = f"SELECT count(*) FROM {t} WHERE expires_at IS NULL OR expires_at > now()"
+        self._sql_sweep = (
+            f"DELETE FROM {t} WHERE ctid = ANY(ARRAY("
+            f"SELECT ctid FROM {t} WHERE expires_at <= now() LIMIT {SWEEP_BATCH}))"
+        )
+        self._pool: Optional[asyncpg.Pool] = None
+        self._sweeper: Optional[asyncio.Task[None]] = None
+        self._stop = asyncio.Event()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("L3 is not started: call MultiLevelCache.initialize() first")
+        return self._pool
+
+    async def start(self) -> None:
+        with map_exceptions(LEVEL, "connect"):
+            self._pool = await asyncpg.create_pool(
+                self.config.database_url,
+                min_size=self.config.pool_min,
+                max_size=self.config.pool_max,
+                command_timeout=self.config.command_timeout,
+                timeout=self.config.command_timeout,
+            )
+            await self._create_schema()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="mlcache-l3-sweeper")
+
+    async def _create_schema(self) -> None:
+        # IF NOT EXISTS alone races when several processes start at once (two CREATEs can both
+        # pass the check and one fails on pg_type's unique index); a transaction-scoped advisory
+        # lock keyed by the table name serialises them.
+        lock_id = zlib.crc32(f"mlcache:{self.table}".encode())
+        t = f'"{self.table}"'
+        async with self.pool.acquire() as con:
+            async with con.transaction():
+                await con.execute("SELECT pg_advisory_xact_lock($1)", lock_id)
+                await con.execute(
+                    f"CREATE UNLOGGED TABLE IF NOT EXISTS {t} ("
+                    "key text PRIMARY KEY, value bytea NOT NULL, expires_at timestamptz)"
+                )
+                await con.execute(
+                    f'CREATE INDEX IF NOT EXISTS "{self.table}_expires_at_idx" '
+                    f"ON {t} (expires_at) WHERE expires_at IS NOT NULL"
+                )
+
+    async def get(self, key: str) -> Optional[Entry]:
+        with map_exceptions(LEVEL, "SELECT"):
+            row = await self.pool.fetchrow(self._sql_get, key)
+        if row is None:
+            return None
+        return Entry(row[0], row[1])
+
+    async def set(self, key: str, data: bytes, ttl: Optional[float]) -> None:
+        with map_exceptions(LEVEL, "UPSERT"):
+            await self.pool.execute(self._sql_set, key, data, ttl)
+
+    async def delete(self, key: str) -> bool:
+        with map_exceptions(LEVEL, "DELETE"):
+            status = await self.pool.execute(self._sql_delete, key)
+        return bool(status != "DELETE 0")
+
+    async def clear(self) -> int:
+        with map_exceptions(LEVEL, "clear"):
+            status = await self.pool.execute(f'DELETE FROM "{self.table}"')
+        return int(status.split()[-1])
+
+    async def count(self) -> int:
+        with map_exceptions(LEVEL, "count"):
+            return int(await self.pool.fetchval(self._sql_count))
+
+    async def size_bytes(self) -> int:
+        """The table's size with its index and TOAST data."""
+        with map_exceptions(LEVEL, "size"):
+            return int(await self.pool.fetchval("SELECT pg_total_relation_size($1::regclass)", self.table))
+
+    async def sweep(self) -> int:
+        """Delete expired rows now, in batches; returns how many went."""
+        total = 0
+        with map_exceptions(LEVEL, "sweep"):
+            while True:
+                status = await self.pool.execute(self._sql_sweep)
+                n = int(status.split()[-1])
+                total += n
+                if n < SWEEP_BATCH:
+                    return total
+
+    async def _sweep_forever(self) -> None:
+        # Reads already ignore expired rows; sweeping only reclaims space, so a failure is logged
+        # and retried on the next interval rather than raised anywhere.
+        while True:
+            try:
+                await asyncio.wait_for(self._stop.wait(), self.config.sweep_interval)
+                return
+            except asyncio.TimeoutError:
+                pass
+            try:
+                await self.sweep()
+            except Exception as exc:
+                log.warning("L3 sweep of expired rows failed: %s", exc)
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._stop.set()
+            self._sweeper.cancel()
+            await asyncio.wait([self._sweeper])
+            self._sweeper = None
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            with map_exceptions(LEVEL, "close"):
+                await asyncio.wait_for(pool.close(), timeout=self.config.command_timeout)

@@ -1,0 +1,116 @@
+"""L2: Redis through redis-py's asyncio client, replies parsed by hiredis."""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff, NoBackoff
+
+from ..config import L2Config
+from .base import Entry, map_exceptions
+
+LEVEL = "L2"
+
+
+def _glob_escape(text: str) -> str:
+    # SCAN MATCH patterns are globs; a prefix is meant literally.
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class RedisTier:
+    """Stores envelopes under ``{key_prefix}:{key}`` with millisecond expiry (PX)."""
+
+    name = LEVEL
+
+    def __init__(self, config: L2Config) -> None:
+        assert config.redis_url is not None
+        self.config = config
+        self._prefix = config.key_prefix + ":"
+        self._match = _glob_escape(self._prefix) + "*"
+        kwargs: dict[str, Any] = dict(
+            max_connections=config.max_connections,
+            health_check_interval=config.health_check_interval,
+            socket_timeout=config.socket_timeout,
+            socket_connect_timeout=config.socket_connect_timeout,
+            # One quick retry on a timeout at most: redis-py's default retries with backoff
+            # would stretch a hung server into seconds per call.
+            retry=Retry(ExponentialBackoff(cap=0.05, base=0.005), 1) if config.retry_on_timeout
+            else Retry(NoBackoff(), 0),
+            retry_on_timeout=config.retry_on_timeout,
+            decode_responses=False,
+            client_name="mlcache",
+        )
+        if config.redis_url.startswith("rediss://"):
+            for opt in ("keyfile", "certfile", "ca_certs"):
+                value = getattr(config, f"redis_ssl_{opt}")
+                if value is not None:
+                    kwargs[f"ssl_{opt}"] = value
+        self._client: aioredis.Redis = aioredis.Redis.from_url(config.redis_url, **kwargs)
+
+    def redis_key(self, key: str) -> str:
+        return self._prefix + key
+
+    async def start(self) -> None:
+        with map_exceptions(LEVEL, "PING"):
+            await self._client.ping()
+
+    async def get(self, key: str) -> Optional[Entry]:
+        rkey = self._prefix + key
+        with map_exceptions(LEVEL, "GET"):
+            # GET and PTTL in one round trip; the remaining lifetime comes from Redis' own clock.
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.get(rkey)
+                pipe.pttl(rkey)
+                data, pttl = await pipe.execute()
+        if data is None:
+            return None
+        # PTTL: -1 no expiry; -2 the key vanished between the two commands (treat as just expired).
+        if pttl == -2:
+            return None
+        return Entry(data, None if pttl == -1 else pttl / 1000.0)
+
+    async def set(self, key: str, data: bytes, ttl: Optional[float]) -> None:
+        with map_exceptions(LEVEL, "SET"):
+            if ttl is None:
+                await self._client.set(self._prefix + key, data)
+            else:
+                # Round up: a sub-millisecond remainder must not become "PX 0" (an error).
+                await self._client.set(self._prefix + key, data, px=max(1, math.ceil(ttl * 1000)))
+
+    async def delete(self, key: str) -> bool:
+        with map_exceptions(LEVEL, "DEL"):
+            return bool(await self._client.delete(self._prefix + key))
+
+    async def clear(self) -> int:
+        """Remove every key under this cache's prefix (SCAN + UNLINK, never KEYS/FLUSHDB)."""
+        removed = 0
+        with map_exceptions(LEVEL, "clear"):
+            batch: list[bytes] = []
+            async for rkey in self._client.scan_iter(match=self._match, count=1000):
+                batch.append(rkey)
+                if len(batch) >= 1000:
+                    removed += await self._client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                removed += await self._client.unlink(*batch)
+        return removed
+
+    async def count(self) -> int:
+        """Keys under this prefix.  A full SCAN: meant for stats, not for hot paths."""
+        n = 0
+        with map_exceptions(LEVEL, "count"):
+            async for _ in self._client.scan_iter(match=self._match, count=1000):
+                n += 1
+        return n
+
+    async def size_bytes(self) -> int:
+        """The Redis server's ``used_memory``: shared by every tenant of that server."""
+        with map_exceptions(LEVEL, "INFO"):
+            info = await self._client.info("memory")
+        return int(info.get("used_memory", 0))
+
+    async def close(self) -> None:
+        with map_exceptions(LEVEL, "close"):
+            await self._client.aclose()
