@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from types import TracebackType
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Iterable, Mapping, Optional, Union
 
 from .config import CacheConfig
 from .errors import SerializationError, TierError
@@ -18,7 +18,7 @@ from .levels import AbsentLevel, L1Cache, SharedLevel
 from .metrics import Metrics
 from .serialization import Serializer
 from .tiers.base import Entry
-from .validation import DEFAULT_TTL, check_key, check_level, check_ttl
+from .validation import DEFAULT_TTL, check_key, check_keys, check_level, check_ttl
 
 log = logging.getLogger("mlcache")
 
@@ -54,11 +54,11 @@ class MultiLevelCache:
         if cfg.l2.redis_url is not None:
             from .tiers.redis import RedisTier
 
-            self.l2_cache = SharedLevel(RedisTier(cfg.l2), strict=cfg.strict)
+            self.l2_cache = SharedLevel(RedisTier(cfg.l2), strict=cfg.strict, max_batch=cfg.max_batch)
         if cfg.l3.database_url is not None:
             from .tiers.postgres import PostgresTier
 
-            self.l3_cache = SharedLevel(PostgresTier(cfg.l3), strict=cfg.strict)
+            self.l3_cache = SharedLevel(PostgresTier(cfg.l3), strict=cfg.strict, max_batch=cfg.max_batch)
         # The shared levels present, nearest first.
         self._below: tuple[SharedLevel, ...] = tuple(
             lvl for lvl in (self.l2_cache, self.l3_cache) if isinstance(lvl, SharedLevel)
@@ -100,6 +100,7 @@ class MultiLevelCache:
         self._started = False
         await self.metrics.stop()
         for level in self._below:
+            await level.loader.aclose()
             try:
                 await level.tier.close()
             except TierError as exc:
@@ -156,13 +157,8 @@ class MultiLevelCache:
             entry = await level.fetch(key)
             if entry is None:
                 continue
-            try:
-                value = self._serializer.loads(key, entry.data)
-            except SerializationError as exc:
-                # Bytes we cannot read are a miss; removing them stops them costing every reader.
-                level.corrupt += 1
-                log.warning("%s: %s; deleting it", level.name, exc)
-                await level.discard(key)
+            value = await self._decode(level, key, entry)
+            if value is _MISS:
                 continue
             await self._promote(key, value, entry, self._below[:depth])
             return value, depth + 2
@@ -175,6 +171,59 @@ class MultiLevelCache:
             await upper.store(key, entry.data, entry.ttl)
         if entry.ttl is None or entry.ttl > 0:
             self._l1.set(key, value, entry.ttl)
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Look many keys up at once: ``{key: value}`` for the keys found at any level.
+
+        L1 answers first; only its misses go down, as one round trip per level (a Lua
+        script of GET+PTTL in Redis, ``= ANY($1)`` in PostgreSQL).  Hits below are promoted
+        upward with their remaining lifetime, in bulk.
+        """
+        wanted = list(dict.fromkeys(check_keys(keys)))
+        found: dict[str, Any] = {}
+        missing: list[str] = []
+        for key in wanted:
+            value = self._l1_get(key, _MISS)
+            if value is _MISS:
+                missing.append(key)
+            else:
+                found[key] = value
+        if missing and self._below:
+            self._require_started()
+        for depth, level in enumerate(self._below):
+            if not missing:
+                break
+            entries = await level.fetch_many(missing)
+            still: list[str] = []
+            hits: list[tuple[str, Any, Entry]] = []
+            for key, entry in zip(missing, entries):
+                if entry is not None:
+                    value = await self._decode(level, key, entry)
+                    if value is not _MISS:
+                        hits.append((key, value, entry))
+                        continue
+                still.append(key)
+            if hits:
+                items = [(key, entry.data, entry.ttl) for key, _, entry in hits]
+                for upper in reversed(self._below[:depth]):
+                    await upper.store_many(items)
+                for key, value, entry in hits:
+                    found[key] = value
+                    if entry.ttl is None or entry.ttl > 0:
+                        self._l1.set(key, value, entry.ttl)
+            missing = still
+        return found
+
+    async def _decode(self, level: SharedLevel, key: str, entry: Entry) -> Any:
+        """The value in ``entry``, or _MISS (and the bytes deleted) if they are not readable."""
+        try:
+            return self._serializer.loads(key, entry.data)
+        except SerializationError as exc:
+            # Bytes we cannot read are a miss; removing them stops them costing every reader.
+            level.corrupt += 1
+            log.warning("%s: %s; deleting it", level.name, exc)
+            await level.discard(key)
+            return _MISS
 
     # --- write path ------------------------------------------------------------------------
 
@@ -196,6 +245,40 @@ class MultiLevelCache:
         for lower in reversed(targets):
             await lower.store(key, data, ttl)
         self._l1.set(key, value, ttl)
+
+    async def put_many(
+        self, mapping: Mapping[str, Any], ttl_seconds: Any = DEFAULT_TTL, level: str = "L3"
+    ) -> None:
+        """Store many values with one TTL: one round trip per level (a Lua script of SETs in
+        Redis, an ``unnest`` upsert in PostgreSQL).  Every key and value is checked, and every
+        value serialized, before any level is written."""
+        if not isinstance(mapping, Mapping):
+            raise TypeError("put_many takes a mapping of key -> value")
+        ttl = check_ttl(ttl_seconds, self._default_ttl)
+        depth = check_level(level)
+        encoded = [(check_key(k), self._serializer.dumps(k, v), v) for k, v in mapping.items()]
+        if not encoded:
+            return
+        targets = self._below[: depth - 1]
+        if targets:
+            self._require_started()
+            items = [(key, data, ttl) for key, data, _ in encoded]
+            for lower in reversed(targets):
+                await lower.store_many(items)
+        for key, _, value in encoded:
+            self._l1.set(key, value, ttl)
+
+    async def invalidate_many(self, keys: Iterable[str]) -> None:
+        """Remove many keys from every level: one round trip per level, deepest first."""
+        wanted = list(dict.fromkeys(check_keys(keys)))
+        if not wanted:
+            return
+        if self._below:
+            self._require_started()
+        for lower in reversed(self._below):
+            await lower.discard_many(wanted)
+        for key in wanted:
+            self._l1.delete(key)
 
     async def invalidate(self, key: str) -> bool:
         """Remove ``key`` from every level.  Returns True if any level held it."""

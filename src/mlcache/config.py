@@ -65,6 +65,7 @@ class CacheConfig:
     prometheus_port: Optional[int] = None
     prometheus_addr: str = "0.0.0.0"
     strict: bool = False
+    max_batch: int = 256
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
 
     @property
@@ -176,6 +177,7 @@ _TOP_KEYS: dict[str, Optional[Callable[[str, Any], Any]]] = {
     "prometheus_port": _optional(_int(0, 65535)),
     "prometheus_addr": _str,
     "strict": _bool,
+    "max_batch": _int(1, 10_000),
     "max_value_bytes": _int(1024, 512 * 1024 * 1024),
 }
 # The guide's flat keys and where they land.

@@ -7,8 +7,9 @@ from __future__ import annotations
 import bisect
 import logging
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
+from .batching import BatchLoader
 from .config import L1Config
 from .errors import ConfigError, TierError
 from .lru import LRU
@@ -93,8 +94,10 @@ class SharedLevel:
 
     enabled = True
 
-    def __init__(self, tier: Tier, *, strict: bool) -> None:
+    def __init__(self, tier: Tier, *, strict: bool, max_batch: int = 256) -> None:
         self.tier = tier
+        # Concurrent single-key reads share bulk round trips (see batching.py).
+        self.loader: BatchLoader[Entry] = BatchLoader(tier.get, tier.get_many, max_batch=max_batch)
         self.name = tier.name
         self.strict = strict
         self.hits = 0
@@ -117,7 +120,7 @@ class SharedLevel:
     async def fetch(self, key: str) -> Optional[Entry]:
         t0 = time.perf_counter()
         try:
-            entry = await self.tier.get(key)
+            entry = await self.loader.load(key)
         except TierError as exc:
             self.misses += 1
             self._failed(exc, "read")
@@ -131,6 +134,40 @@ class SharedLevel:
         else:
             self.hits += 1
         return entry
+
+    async def fetch_many(self, keys: Sequence[str]) -> list[Optional[Entry]]:
+        t0 = time.perf_counter()
+        try:
+            entries = await self.tier.get_many(keys)
+        except TierError as exc:
+            self.misses += len(keys)
+            self._failed(exc, "read")
+            return [None] * len(keys)
+        finally:
+            self.read_seconds += time.perf_counter() - t0
+        found = sum(e is not None for e in entries)
+        self.hits += found
+        self.misses += len(keys) - found
+        return entries
+
+    async def store_many(self, items: Sequence[tuple[str, bytes, Optional[float]]]) -> bool:
+        try:
+            await self.tier.set_many(items)
+        except TierError as exc:
+            self.skipped_writes += len(items)
+            self._failed(exc, "write")
+            return False
+        self.writes += len(items)
+        return True
+
+    async def discard_many(self, keys: Sequence[str]) -> int:
+        try:
+            removed = await self.tier.delete_many(keys)
+        except TierError as exc:
+            self._failed(exc, "delete")
+            return 0
+        self.deletes += len(keys)
+        return removed
 
     async def store(self, key: str, data: bytes, ttl: Optional[float]) -> bool:
         try:

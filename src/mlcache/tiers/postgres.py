@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
-from typing import Optional
+from typing import Optional, Sequence
 
 import asyncpg
 
@@ -42,6 +42,17 @@ class PostgresTier:
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at"
         )
         self._sql_delete = f"DELETE FROM {t} WHERE key = $1"
+        self._sql_get_many = (
+            f"SELECT key, value, EXTRACT(EPOCH FROM expires_at - now())::float8 AS ttl FROM {t} "
+            "WHERE key = ANY($1::text[]) AND (expires_at IS NULL OR expires_at > now())"
+        )
+        self._sql_set_many = (
+            f"INSERT INTO {t} (key, value, expires_at) "
+            "SELECT k, v, now() + make_interval(secs => s) "
+            "FROM unnest($1::text[], $2::bytea[], $3::float8[]) AS u(k, v, s) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at"
+        )
+        self._sql_delete_many = f"DELETE FROM {t} WHERE key = ANY($1::text[])"
         self._sql_count = f"SELECT count(*) FROM {t} WHERE expires_at IS NULL OR expires_at > now()"
         self._sql_sweep = (
             f"DELETE FROM {t} WHERE ctid = ANY(ARRAY("
@@ -93,6 +104,26 @@ class PostgresTier:
         if row is None:
             return None
         return Entry(row[0], row[1])
+
+    async def get_many(self, keys: Sequence[str]) -> list[Optional[Entry]]:
+        with map_exceptions(LEVEL, "SELECT many"):
+            rows = await self.pool.fetch(self._sql_get_many, list(keys))
+        found = {row[0]: Entry(row[1], row[2]) for row in rows}
+        return [found.get(k) for k in keys]
+
+    async def set_many(self, items: Sequence[tuple[str, bytes, Optional[float]]]) -> None:
+        # One statement may not update a row twice: the last write of a key wins, as it would
+        # have with one statement per key.
+        latest = {key: (data, ttl) for key, data, ttl in items}
+        with map_exceptions(LEVEL, "UPSERT many"):
+            await self.pool.execute(
+                self._sql_set_many, list(latest), [d for d, _ in latest.values()], [t for _, t in latest.values()]
+            )
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        with map_exceptions(LEVEL, "DELETE many"):
+            status = await self.pool.execute(self._sql_delete_many, list(keys))
+        return int(status.split()[-1])
 
     async def set(self, key: str, data: bytes, ttl: Optional[float]) -> None:
         with map_exceptions(LEVEL, "UPSERT"):

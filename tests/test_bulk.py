@@ -1,0 +1,177 @@
+"""Bulk calls and automatic batching return exactly what per-key calls would."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from mlcache import MultiLevelCache, SerializationError, TierError
+from mlcache.batching import BatchLoader
+
+MISSING = object()
+
+
+async def populate(cache: MultiLevelCache, direct: Any) -> list[str]:
+    """Keys living at different levels, plus an expired one and a stored None."""
+    await cache.put("in-all", {"v": 1})
+    await cache.put("only-l2", [2], level="L2")
+    await cache.put("only-l3", "three")
+    await direct.drop_redis("only-l3")
+    await cache.put("none", None)
+    await cache.put("short", 1, ttl_seconds=0.05)
+    await asyncio.sleep(0.1)
+    return ["in-all", "only-l2", "only-l3", "none", "short", "absent", "in-all"]
+
+
+async def per_key(config: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    async with MultiLevelCache(config) as c:
+        out = {}
+        for k in keys:
+            v = await c.get(k, MISSING)
+            if v is not MISSING:
+                out[k] = v
+        return out
+
+
+async def test_get_many_matches_per_key_gets(cache: MultiLevelCache, cache_config: dict, direct: Any) -> None:
+    keys = await populate(cache, direct)
+    expected = {"in-all": {"v": 1}, "only-l2": [2], "only-l3": "three", "none": None}
+    async with MultiLevelCache(cache_config) as fresh:
+        assert await fresh.get_many(keys) == expected
+        # promoted: L3's hit is back in L2, and everything is in this process's L1 now
+        assert await direct.in_redis("only-l3")
+        assert {k: (await fresh.lookup(k))[1] for k in expected} == dict.fromkeys(expected, "L1")
+        s = await fresh.get_comprehensive_stats()
+        assert (s["l2_cache"]["hits"], s["l2_cache"]["misses"]) == (3, 3)
+        assert (s["l3_cache"]["hits"], s["l3_cache"]["misses"]) == (1, 2)
+    await direct.drop_redis("only-l3")
+    assert await per_key(cache_config, keys) == expected
+    assert await cache.get_many(keys) == expected  # the writer, from its own L1
+
+
+async def test_get_many_promotes_with_remaining_lifetime(cache: MultiLevelCache, cache_config: dict,
+                                                         direct: Any) -> None:
+    await cache.put("p", 1, ttl_seconds=1.0)
+    await direct.drop_redis("p")
+    await asyncio.sleep(0.3)
+    async with MultiLevelCache(cache_config) as fresh:
+        assert await fresh.get_many(["p"]) == {"p": 1}
+        assert 0 < await direct.redis_pttl("p") <= 750
+        assert 0 < fresh.l1_cache.lru.ttl("p") <= 0.75
+
+
+async def test_put_many_and_invalidate_many(cache: MultiLevelCache, cache_config: dict, direct: Any) -> None:
+    data = {f"k{i}": {"i": i} for i in range(50)}
+    await cache.put_many(data, ttl_seconds=60)
+    assert len(await direct.redis_keys()) == 50 and await direct.rows() == 50
+    assert 59_000 < await direct.redis_pttl("k7") <= 60_000
+    async with MultiLevelCache(cache_config) as fresh:
+        assert await fresh.get_many(list(data)) == data
+    await cache.invalidate_many(["k1", "k2", "k2", "nope"])
+    assert not await direct.in_redis("k1") and await direct.row("k2") is None
+    assert await cache.get_many(["k1", "k2", "k3"]) == {"k3": {"i": 3}}
+
+
+async def test_put_many_levels_and_no_expiry(cache: MultiLevelCache, direct: Any) -> None:
+    await cache.put_many({"a": 1, "b": 2}, ttl_seconds=None, level="L2")
+    assert await direct.redis_pttl("a") == -1 and await direct.rows() == 0
+    await cache.put_many({"c": 3}, level="L1")
+    assert not await direct.in_redis("c")
+
+
+@pytest.mark.parametrize(
+    "mapping,exc",
+    [({"ok": 1, "": 2}, ValueError), ({"ok": 1, "bad": {1, 2}}, SerializationError), ({"ok": 1, 5: 2}, TypeError)],
+)
+async def test_put_many_checks_everything_first(cache: MultiLevelCache, direct: Any, mapping: dict, exc: type) -> None:
+    with pytest.raises(exc):
+        await cache.put_many(mapping)
+    assert await direct.redis_keys() == [] and await direct.rows() == 0 and len(cache.l1_cache) == 0
+
+
+async def test_bulk_bad_arguments(cache: MultiLevelCache) -> None:
+    with pytest.raises(TypeError):
+        await cache.get_many("abc")
+    with pytest.raises(TypeError):
+        await cache.put_many([("a", 1)])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ttl_seconds"):
+        await cache.put_many({"a": 1}, ttl_seconds=-1)
+    assert await cache.get_many([]) == {}
+
+
+async def test_concurrent_gets_are_batched(cache: MultiLevelCache, cache_config: dict) -> None:
+    data = {f"b{i}": i for i in range(200)}
+    await cache.put_many(data)
+    async with MultiLevelCache(cache_config) as fresh:
+        keys = [f"b{i % 150}" for i in range(300)] + ["absent"] * 5
+        results = await asyncio.gather(*(fresh.get(k, MISSING) for k in keys))
+        assert results == [data.get(k, MISSING) for k in keys]
+        loader = fresh.l2_cache.loader
+        assert loader.keys_fetched == 151           # each distinct key once
+        assert loader.batches <= 3                   # 151 keys in a handful of round trips
+
+
+async def test_lone_caller_takes_the_single_key_path(cache: MultiLevelCache, cache_config: dict) -> None:
+    await cache.put("solo", 1)
+    async with MultiLevelCache(cache_config) as fresh:
+        assert await fresh.get("solo") == 1
+        assert (fresh.l2_cache.loader.batches, fresh.l2_cache.loader.keys_fetched) == (1, 1)
+
+
+async def test_invalidate_then_get_never_sees_old_value(cache: MultiLevelCache, cache_config: dict) -> None:
+    await cache.put_many({f"r{i}": i for i in range(50)})
+    async with MultiLevelCache(cache_config) as reader:
+        for _ in range(5):
+            readers = [asyncio.create_task(reader.get(f"r{i}")) for i in range(50)]
+            await cache.invalidate_many([f"r{i}" for i in range(50)])
+            await asyncio.gather(*readers)
+            reader.l1_cache.lru.clear()
+            after = await asyncio.gather(*(reader.get(f"r{i}", MISSING) for i in range(50)))
+            assert all(v is MISSING for v in after)
+            await cache.put_many({f"r{i}": i for i in range(50)})
+
+
+# --- the loader on its own, with a fetcher we control ---------------------------------------
+
+class Fetcher:
+    def __init__(self, fail: bool = False, delay: float = 0.0) -> None:
+        self.calls: list[list[str]] = []
+        self.fail, self.delay = fail, delay
+
+    async def one(self, key: str) -> str:
+        return (await self.many([key]))[0]
+
+    async def many(self, keys: Any) -> list[str]:
+        self.calls.append(list(keys))
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise TierError("L2", "boom")
+        return [k.upper() for k in keys]
+
+
+async def test_loader_caps_batch_size() -> None:
+    f = Fetcher()
+    loader = BatchLoader(f.one, f.many, max_batch=4)
+    assert await asyncio.gather(*(loader.load(f"k{i}") for i in range(10))) == [f"K{i}" for i in range(10)]
+    assert [len(c) for c in f.calls] == [4, 4, 2]
+
+
+async def test_loader_errors_reach_every_waiter() -> None:
+    f = Fetcher(fail=True, delay=0.01)
+    loader = BatchLoader(f.one, f.many)
+    results = await asyncio.gather(*(loader.load(k) for k in "abca"), return_exceptions=True)
+    assert all(isinstance(r, TierError) for r in results) and f.calls == [["a", "b", "c"]]
+
+
+async def test_cancelled_waiter_leaves_the_batch_alone() -> None:
+    f = Fetcher(delay=0.05)
+    loader = BatchLoader(f.one, f.many)
+    a = asyncio.create_task(loader.load("x"))
+    b = asyncio.create_task(loader.load("x"))
+    await asyncio.sleep(0.01)
+    a.cancel()
+    assert await b == "X"
+    with pytest.raises(asyncio.CancelledError):
+        await a
+    assert f.calls == [["x"]]
