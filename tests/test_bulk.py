@@ -175,3 +175,25 @@ async def test_cancelled_waiter_leaves_the_batch_alone() -> None:
     with pytest.raises(asyncio.CancelledError):
         await a
     assert f.calls == [["x"]]
+
+
+async def test_concurrent_puts_are_batched_and_last_write_wins(cache: MultiLevelCache, cache_config: dict,
+                                                              direct: Any) -> None:
+    await asyncio.gather(*(cache.put(f"w{i % 40}", i, ttl_seconds=60) for i in range(120)))
+    writer = cache.l2_cache.writer
+    assert writer.items_written == 120 and writer.batches <= 3
+    async with MultiLevelCache(cache_config) as fresh:
+        assert await fresh.get_many([f"w{i}" for i in range(40)]) == {f"w{i}": 80 + i for i in range(40)}
+    assert await direct.rows() == 40
+
+
+async def test_write_batcher_errors_reach_every_writer() -> None:
+    from mlcache.batching import WriteBatcher
+
+    async def fail(items: Any) -> None:
+        raise TierError("L3", "down")
+
+    batcher: WriteBatcher[int] = WriteBatcher(fail, fail, max_batch=3)
+    results = await asyncio.gather(*(batcher.submit(i) for i in range(5)), return_exceptions=True)
+    assert all(isinstance(r, TierError) for r in results)
+    assert batcher.batches == 2

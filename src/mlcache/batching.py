@@ -95,3 +95,75 @@ class BatchLoader(Generic[T]):
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks))
+
+
+class WriteBatcher(Generic[T]):
+    """Coalesces concurrent single-item writes of one level into one bulk write.
+
+    Same shape as :class:`BatchLoader`: items submitted during one loop iteration leave
+    together (at once when ``max_batch`` is reached), a lone write takes the single-item path.
+    Items keep their submission order, so the last write of a key in a batch wins, as it would
+    have one by one.  Every submitter of a batch sees its outcome.
+    """
+
+    def __init__(
+        self,
+        write_one: Callable[[T], Awaitable[None]],
+        write_many: Callable[[Sequence[T]], Awaitable[None]],
+        *,
+        max_batch: int = 256,
+    ) -> None:
+        self._write_one = write_one
+        self._write_many = write_many
+        self.max_batch = max_batch
+        self._items: list[T] = []
+        self._future: Optional[asyncio.Future[None]] = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.batches = 0
+        self.items_written = 0
+
+    async def submit(self, item: T) -> None:
+        loop = asyncio.get_running_loop()
+        if self._future is None:
+            self._future = loop.create_future()
+            loop.call_soon(self._dispatch, self._future)
+        future = self._future
+        self._items.append(item)
+        if len(self._items) >= self.max_batch:
+            self._dispatch(future)
+        await asyncio.shield(future)
+
+    def _dispatch(self, future: asyncio.Future[None]) -> None:
+        if future is not self._future:
+            return  # already sent when it filled up
+        items, self._items, self._future = self._items, [], None
+        task = asyncio.get_running_loop().create_task(self._run(items, future))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, items: list[T], future: asyncio.Future[None]) -> None:
+        self.batches += 1
+        self.items_written += len(items)
+        try:
+            if len(items) == 1:
+                await self._write_one(items[0])
+            else:
+                await self._write_many(items)
+        except BaseException as exc:
+            if not future.done():
+                if isinstance(exc, asyncio.CancelledError):
+                    future.cancel()
+                else:
+                    future.set_exception(exc)
+                    future.exception()
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if not future.done():
+                future.set_result(None)
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks))

@@ -101,6 +101,7 @@ class MultiLevelCache:
         await self.metrics.stop()
         for level in self._below:
             await level.loader.aclose()
+            await level.writer.aclose()
             try:
                 await level.tier.close()
             except TierError as exc:

@@ -9,7 +9,7 @@ import logging
 import time
 from typing import Any, Optional, Sequence
 
-from .batching import BatchLoader
+from .batching import BatchLoader, WriteBatcher
 from .config import L1Config
 from .errors import ConfigError, TierError
 from .lru import LRU
@@ -98,6 +98,9 @@ class SharedLevel:
         self.tier = tier
         # Concurrent single-key reads share bulk round trips (see batching.py).
         self.loader: BatchLoader[Entry] = BatchLoader(tier.get, tier.get_many, max_batch=max_batch)
+        self.writer: WriteBatcher[tuple[str, bytes, Optional[float]]] = WriteBatcher(
+            lambda item: tier.set(*item), tier.set_many, max_batch=max_batch
+        )
         self.name = tier.name
         self.strict = strict
         self.hits = 0
@@ -171,7 +174,7 @@ class SharedLevel:
 
     async def store(self, key: str, data: bytes, ttl: Optional[float]) -> bool:
         try:
-            await self.tier.set(key, data, ttl)
+            await self.writer.submit((key, data, ttl))
         except TierError as exc:
             self.skipped_writes += 1
             self._failed(exc, "write")
