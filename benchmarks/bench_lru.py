@@ -11,7 +11,12 @@ second are therefore ``ops_per_round / median`` (pytest-benchmark's own "OPS" co
 rounds).  ``--benchmark-json`` output carries ``extra_info.mops_median`` for each benchmark.
 
 Lookups follow a Zipf-like distribution over the stored keys, as cache traffic does; keys are
-``str`` because the multi-level cache only ever stores string keys.
+``str`` because the multi-level cache only ever stores string keys.  Each LRU benchmark runs
+under both policies (ids ``compiled-lru``, ``compiled-tinylfu``, ...); the ``-sized`` ones pass
+``size=`` as the multi-level cache does, the others let the LRU estimate it.
+
+Compare a change with its baseline in the same run, e.g. build the old extension into another
+checkout and run both there; pytest-benchmark's ``--benchmark-compare`` reads saved runs.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from mlcache.lru import PyLRU
+from mlcache.lru import ENTRY_OVERHEAD, PyLRU
 
 try:
     from mlcache._lru import LRU as CLRU
@@ -47,12 +52,13 @@ IMPLS.append(
     if CLRU is not None
     else pytest.param(None, id="compiled", marks=pytest.mark.skip(reason="mlcache._lru not built"))
 )
+POLICY = pytest.mark.parametrize("policy", ["lru", "tinylfu"])
 
 
-def _filled(cls: Any) -> Any:
-    cache = cls(CAPACITY)
+def _filled(cls: Any, policy: str, size: int | None = None) -> Any:
+    cache = cls(CAPACITY, policy=policy)
     for key in STORED:
-        cache.set(key, key)
+        cache.set(key, key, None, size)
     return cache
 
 
@@ -79,9 +85,10 @@ def test_dict_get_hit(benchmark: Any) -> None:
 
 
 @pytest.mark.benchmark(group="get-hit")
+@POLICY
 @pytest.mark.parametrize("cls", IMPLS)
-def test_lru_get_hit(benchmark: Any, cls: Any) -> None:
-    cache = _filled(cls)
+def test_lru_get_hit(benchmark: Any, cls: Any, policy: str) -> None:
+    cache = _filled(cls, policy)
     get = cache.get
     keys = ZIPF
 
@@ -94,10 +101,11 @@ def test_lru_get_hit(benchmark: Any, cls: Any) -> None:
 
 
 @pytest.mark.benchmark(group="get-hit")
+@POLICY
 @pytest.mark.parametrize("cls", IMPLS)
-def test_lru_get_hit_with_ttl(benchmark: Any, cls: Any) -> None:
+def test_lru_get_hit_with_ttl(benchmark: Any, cls: Any, policy: str) -> None:
     # Entries with an expiry make every hit read the monotonic clock.
-    cache = cls(CAPACITY)
+    cache = cls(CAPACITY, policy=policy)
     for key in STORED:
         cache.set(key, key, 3600.0)
     get = cache.get
@@ -127,9 +135,10 @@ def test_dict_get_miss(benchmark: Any) -> None:
 
 
 @pytest.mark.benchmark(group="get-miss")
+@POLICY
 @pytest.mark.parametrize("cls", IMPLS)
-def test_lru_get_miss(benchmark: Any, cls: Any) -> None:
-    cache = _filled(cls)
+def test_lru_get_miss(benchmark: Any, cls: Any, policy: str) -> None:
+    cache = _filled(cls, policy)
     get = cache.get
     keys = ABSENT
 
@@ -145,9 +154,10 @@ def test_lru_get_miss(benchmark: Any, cls: Any) -> None:
 
 
 @pytest.mark.benchmark(group="set-update")
+@POLICY
 @pytest.mark.parametrize("cls", IMPLS)
-def test_lru_set_update(benchmark: Any, cls: Any) -> None:
-    cache = _filled(cls)
+def test_lru_set_update(benchmark: Any, cls: Any, policy: str) -> None:
+    cache = _filled(cls, policy)
     put = cache.set
     keys = ZIPF
 
@@ -160,9 +170,26 @@ def test_lru_set_update(benchmark: Any, cls: Any) -> None:
 
 
 @pytest.mark.benchmark(group="set-update")
+@POLICY
 @pytest.mark.parametrize("cls", IMPLS)
-def test_lru_set_update_with_ttl(benchmark: Any, cls: Any) -> None:
-    cache = _filled(cls)
+def test_lru_set_update_sized(benchmark: Any, cls: Any, policy: str) -> None:
+    cache = _filled(cls, policy, 64)
+    put = cache.set
+    keys = ZIPF
+
+    def run() -> None:
+        for k in keys:
+            put(k, 1, None, 64)
+
+    _run(benchmark, run, len(keys))
+    assert cache.memory_bytes == CAPACITY * (64 + ENTRY_OVERHEAD)
+
+
+@pytest.mark.benchmark(group="set-update")
+@POLICY
+@pytest.mark.parametrize("cls", IMPLS)
+def test_lru_set_update_with_ttl(benchmark: Any, cls: Any, policy: str) -> None:
+    cache = _filled(cls, policy)
     put = cache.set
     keys = ZIPF
 
@@ -177,9 +204,10 @@ def test_lru_set_update_with_ttl(benchmark: Any, cls: Any) -> None:
 
 
 @pytest.mark.benchmark(group="set-insert-evict")
+@POLICY
 @pytest.mark.parametrize("cls", IMPLS)
-def test_lru_set_insert_evict(benchmark: Any, cls: Any) -> None:
-    cache = cls(CAPACITY)
+def test_lru_set_insert_evict(benchmark: Any, cls: Any, policy: str) -> None:
+    cache = cls(CAPACITY, policy=policy)
     put = cache.set
     keys = CHURN
 
@@ -188,5 +216,23 @@ def test_lru_set_insert_evict(benchmark: Any, cls: Any) -> None:
             put(k, 1)
 
     _run(benchmark, run, len(keys))
-    # Every insert beyond the first CAPACITY evicted one entry.
+    # Every insert beyond the first CAPACITY evicted one entry (under tinylfu, the candidate
+    # or the victim).
     assert len(cache) == CAPACITY and cache.evictions > 0 and cache.hits == 0
+
+
+@pytest.mark.benchmark(group="set-insert-evict")
+@POLICY
+@pytest.mark.parametrize("cls", IMPLS)
+def test_lru_set_insert_evict_sized(benchmark: Any, cls: Any, policy: str) -> None:
+    # As the multi-level cache inserts: with the serialized length, under a memory bound.
+    cache = cls(CAPACITY, policy=policy, max_memory_bytes=CAPACITY * (64 + ENTRY_OVERHEAD))
+    put = cache.set
+    keys = CHURN
+
+    def run() -> None:
+        for k in keys:
+            put(k, 1, None, 64)
+
+    _run(benchmark, run, len(keys))
+    assert len(cache) == CAPACITY and cache.evictions > 0

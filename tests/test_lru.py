@@ -12,6 +12,7 @@ import gc
 import math
 import pickle
 import random
+import sys
 import time
 from collections import OrderedDict
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from mlcache.lru import LRU as SelectedLRU
-from mlcache.lru import NO_EXTENSIONS, PyLRU
+from mlcache.lru import ENTRY_OVERHEAD, NO_EXTENSIONS, PyLRU
 
 try:
     from mlcache._lru import LRU as CLRU
@@ -390,12 +391,12 @@ def test_hit_rate_window_of_one(LRU: Any) -> None:
 
 def test_stats_and_reset(LRU: Any) -> None:
     c = LRU(2, hit_rate_window=10)
-    c.set("a", 1)
-    c.set("b", 2)
-    c.set("c", 3)
+    c.set("a", 1, size=10)
+    c.set("b", 2, size=10)
+    c.set("c", 3, size=10)
     c.get("c")
     c.get("a")
-    c.set("e", 1, ttl=SHORT_TTL)
+    c.set("e", 1, ttl=SHORT_TTL, size=10)
     time.sleep(SHORT_TTL + 0.02)
     c.get("e")
     assert c.stats() == {
@@ -407,6 +408,11 @@ def test_stats_and_reset(LRU: Any) -> None:
         "expirations": 1,
         "hit_rate": 100.0 / 3,
         "hit_rate_window": 10,
+        "ghost_hits": 0,
+        "memory_bytes": 10 + ENTRY_OVERHEAD,
+        "max_memory_bytes": None,
+        "policy": "lru",
+        "rejected": 0,
     }
     c.reset_stats()
     assert c.stats() == {
@@ -418,15 +424,21 @@ def test_stats_and_reset(LRU: Any) -> None:
         "expirations": 0,
         "hit_rate": 0.0,
         "hit_rate_window": 10,
+        "ghost_hits": 0,
+        "memory_bytes": 10 + ENTRY_OVERHEAD,
+        "max_memory_bytes": None,
+        "policy": "lru",
+        "rejected": 0,
     }
     c.get("c")
     assert c.hit_rate == 100.0
-    assert all(type(c.stats()[k]) is int for k in ("capacity", "entries", "hits", "misses"))
+    assert all(type(c.stats()[k]) is int for k in ("capacity", "entries", "hits", "misses", "memory_bytes"))
 
 
 def test_counters_are_read_only(LRU: Any) -> None:
     c = LRU(2)
-    for name in ("hits", "misses", "evictions", "expirations", "hit_rate", "hit_rate_window"):
+    for name in ("hits", "misses", "evictions", "expirations", "hit_rate", "hit_rate_window",
+                 "ghost_hits", "rejected", "memory_bytes", "policy"):
         with pytest.raises(AttributeError):
             setattr(c, name, 5)
 
@@ -454,7 +466,7 @@ def test_bad_sizes_are_refused(LRU: Any, value: Any, error: type[Exception]) -> 
 def test_keyword_arguments(LRU: Any) -> None:
     c = LRU(capacity=3, hit_rate_window=7)
     assert c.capacity == 3 and c.hit_rate_window == 7
-    c.set(key="k", value="v", ttl=5.5)
+    c.set(key="k", value="v", ttl=5.5, size=3)
     assert c.get(key="k", default=None) == "v"
     assert c.peek("zz", default=1) == 1
     assert c.pop("zz", default=2) == 2
@@ -564,16 +576,22 @@ def test_key_whose_hash_changed_is_still_evicted(LRU: Any) -> None:
 
 
 class _Model:
-    """An independent, obviously-correct model of the specified behaviour (no real clock).
+    """An independent, obviously-correct model of the "lru" policy (no real clock).
 
-    Entries are either "live" or "dead" (set with a ttl that has certainly passed).
+    Entries are either "live" or "dead" (set with a ttl that has certainly passed).  It also
+    models the memory bound (explicit charges), rejected entries and the ghost list (by key:
+    the test's keys have distinct hashes).
     """
 
-    def __init__(self, capacity: int, window: int) -> None:
+    def __init__(self, capacity: int, window: int, max_mem: int | None) -> None:
         self.capacity = capacity
         self.window = window
-        self.od: OrderedDict[Any, tuple[Any, bool]] = OrderedDict()  # MRU first
+        self.max_mem = max_mem
+        self.od: OrderedDict[Any, tuple[Any, bool, int]] = OrderedDict()  # MRU first
         self.hits = self.misses = self.evictions = self.expirations = 0
+        self.rejected = self.ghost_hits = 0
+        self.ghost_cap = 0
+        self.ghosts: OrderedDict[Any, None] = OrderedDict()  # oldest first
         self.outcomes: list[int] = []
 
     def _record(self, hit: int) -> None:
@@ -584,17 +602,40 @@ class _Model:
     def hit_rate(self) -> float:
         return 100.0 * sum(self.outcomes) / len(self.outcomes) if self.outcomes else 0.0
 
-    def _evict(self) -> None:
-        while len(self.od) > self.capacity:
-            self.od.popitem(last=True)
+    @property
+    def mem(self) -> int:
+        return sum(charge for _, _, charge in self.od.values())
+
+    def _over(self) -> bool:
+        return len(self.od) > self.capacity or (self.max_mem is not None and self.mem > self.max_mem)
+
+    def evict(self, pinned: Any = MISSING) -> None:
+        while self._over():
+            tail = next(reversed(self.od))
+            if tail == pinned:
+                break
+            del self.od[tail]
             self.evictions += 1
+            self.remember(tail)
+
+    def remember(self, k: Any) -> None:
+        if self.ghost_cap:
+            self.ghosts.pop(k, None)
+            self.ghosts[k] = None
+            self.trim_ghosts()
+
+    def trim_ghosts(self) -> None:
+        while len(self.ghosts) > self.ghost_cap:
+            self.ghosts.popitem(last=False)
 
     def get(self, k: Any, default: Any) -> Any:
         if k not in self.od:
             self.misses += 1
             self._record(0)
+            if self.ghosts.pop(k, MISSING) is not MISSING:
+                self.ghost_hits += 1
             return default
-        v, dead = self.od[k]
+        v, dead, _ = self.od[k]
         if dead:
             del self.od[k]
             self.expirations += 1
@@ -607,21 +648,26 @@ class _Model:
         return v
 
     def peek(self, k: Any, default: Any) -> Any:
-        v, dead = self.od.get(k, (default, True))
+        v, dead, _ = self.od.get(k, (default, True, 0))
         return default if dead else v
 
     def contains(self, k: Any) -> bool:
         return k in self.od and not self.od[k][1]
 
-    def set(self, k: Any, v: Any, dead: bool) -> None:
-        self.od[k] = (v, dead)
+    def set(self, k: Any, v: Any, dead: bool, charge: int) -> None:
+        self.ghosts.pop(k, None)
+        if self.max_mem is not None and charge > self.max_mem:
+            self.rejected += 1
+            self.od.pop(k, None)
+            return
+        self.od[k] = (v, dead, charge)
         self.od.move_to_end(k, last=False)
-        self._evict()
+        self.evict(pinned=k)
 
     def pop(self, k: Any, default: Any) -> Any:
         if k not in self.od:
             return default
-        v, dead = self.od.pop(k)
+        v, dead, _ = self.od.pop(k)
         if dead:
             self.expirations += 1
             return default
@@ -631,11 +677,28 @@ class _Model:
         return list(self.od)
 
     def expire(self) -> int:
-        dead = [k for k, (_, d) in self.od.items() if d]
+        dead = [k for k, (_, d, _) in self.od.items() if d]
         for k in dead:
             del self.od[k]
         self.expirations += len(dead)
         return len(dead)
+
+    def stats(self, policy: str) -> dict[str, Any]:
+        return {
+            "capacity": self.capacity,
+            "entries": len(self.od),
+            "hits": self.hits,
+            "misses": self.misses,
+            "evictions": self.evictions,
+            "expirations": self.expirations,
+            "hit_rate": self.hit_rate,
+            "hit_rate_window": self.window,
+            "ghost_hits": self.ghost_hits,
+            "memory_bytes": self.mem,
+            "max_memory_bytes": self.max_mem,
+            "policy": policy,
+            "rejected": self.rejected,
+        }
 
 
 def _wait_past(t: float, seconds: float) -> None:
@@ -646,77 +709,119 @@ def _wait_past(t: float, seconds: float) -> None:
 
 
 @pytest.mark.skipif(NO_EXTENSIONS, reason="only the pure LRU exists without extensions")
+@pytest.mark.parametrize("bounded", [False, True], ids=["entries", "entries+bytes"])
+@pytest.mark.parametrize("policy", ["lru", "tinylfu"])
 @pytest.mark.parametrize("seed", [7, 2024])
-def test_differential_against_each_other_and_a_model(seed: int) -> None:
+def test_differential_against_each_other_and_a_model(seed: int, policy: str, bounded: bool) -> None:
+    """Both implementations give the same answers, order and counters, step by step.
+
+    Under "lru" they must also match the model above.  Under "tinylfu" which entries stay is
+    the policy's choice, so the model only supplies what must hold anyway: a value returned
+    is the last one set and still live, and memory_bytes is the sum of the stored charges.
+    """
     compiled = _compiled()
     rng = random.Random(seed)
     capacity, window = rng.randint(3, 8), rng.randint(1, 9)
-    impls = [PyLRU(capacity, window), compiled(capacity, window)]
-    model = _Model(capacity, window)
+    max_mem = rng.randint(600, 1500) if bounded else None
+    impls = [
+        PyLRU(capacity, window, policy=policy, max_memory_bytes=max_mem),
+        compiled(capacity, window, policy=policy, max_memory_bytes=max_mem),
+    ]
+    exact = policy == "lru"
+    # Under tinylfu the model never evicts by itself: it is pruned to the policy's choices.
+    model = _Model(capacity, window, max_mem) if exact else _Model(10**9, window, None)
     instant = 1e-6
     key_space = [*range(14), "a", "b", None, (1, 2), 2.5]
+    charges: dict[Any, int] = {}  # the charge of each key's last set()
 
-    for step in range(10_000):
+    for step in range(6_000):
         op = rng.random()
         k = rng.choice(key_space)
-        ctx = f"seed={seed} step={step}"
+        ctx = f"seed={seed} policy={policy} step={step}"
         if op < 0.30:
             default = rng.choice([None, MISSING])
             expected = model.get(k, default)
-            for c in impls:
-                assert c.get(k, default) is expected, ctx
-        elif op < 0.60:
+            results = [c.get(k, default) for c in impls]
+            assert results[0] is results[1], ctx
+            if exact:
+                assert results[0] is expected, ctx
+            elif results[0] is not default:
+                assert results[0] is model.peek(k, MISSING), ctx
+        elif op < 0.58:
             v = rng.randrange(1000)
             kind = rng.random()
             ttl = None if kind < 0.6 else (1000.0 if kind < 0.8 else instant)
+            size = rng.choice([None, rng.randrange(300), rng.randrange(1200)])
             for c in impls:
-                c.set(k, v, ttl)
-            model.set(k, v, dead=ttl == instant)
+                c.set(k, v, ttl, size)
+            charge = (sys.getsizeof(k) + sys.getsizeof(v) if size is None else size) + ENTRY_OVERHEAD
+            charges[k] = charge
+            model.set(k, v, ttl == instant, charge)
             if ttl == instant:
                 _wait_past(time.monotonic(), 10 * instant)
-        elif op < 0.66:
-            expected = model.peek(k, MISSING)
-            for c in impls:
-                assert c.peek(k, MISSING) is expected, ctx
-        elif op < 0.72:
-            expected = model.contains(k)
-            for c in impls:
-                assert (k in c) is expected, ctx
-        elif op < 0.78:
+        elif op < 0.64:
+            results = [c.peek(k, MISSING) for c in impls]
+            assert results[0] is results[1], ctx
+            if exact:
+                assert results[0] is model.peek(k, MISSING), ctx
+        elif op < 0.70:
+            results = [k in c for c in impls]
+            assert results[0] is results[1], ctx
+            if exact:
+                assert results[0] is model.contains(k), ctx
+        elif op < 0.75:
+            results = [c.pop(k, MISSING) for c in impls]
             expected = model.pop(k, MISSING)
-            for c in impls:
-                assert c.pop(k, MISSING) is expected, ctx
-        elif op < 0.84:
+            assert results[0] is results[1], ctx
+            if exact:
+                assert results[0] is expected, ctx
+        elif op < 0.80:
+            results = [c.delete(k) for c in impls]
             expected_present = model.pop(k, MISSING) is not MISSING
-            for c in impls:
-                assert c.delete(k) is expected_present, ctx
-        elif op < 0.88:
+            assert results[0] is results[1], ctx
+            if exact:
+                assert results[0] is expected_present, ctx
+        elif op < 0.84:
             results = []
             for c in impls:
                 try:
                     results.append(c.ttl(k))
                 except KeyError:
                     results.append(KeyError)
-            if not model.contains(k):
-                assert results == [KeyError, KeyError], ctx
-            elif results[0] is None:
-                assert results == [None, None], ctx
+            if results[0] in (None, KeyError):
+                assert results == [results[0]] * 2, ctx
             else:
                 assert all(isinstance(r, float) and 0 < r <= 1000.0 for r in results), ctx
-        elif op < 0.92:
+        elif op < 0.87:
             new_capacity = rng.randint(1, 10)
-            model.capacity = new_capacity
-            model._evict()
+            if exact:
+                model.capacity = new_capacity
+                model.evict()
             for c in impls:
                 c.capacity = new_capacity
-        elif op < 0.95:
-            expected = model.expire()
+        elif op < 0.89:
+            new_max = rng.choice([None, rng.randint(100, 2000)]) if bounded else None
+            if exact:
+                model.max_mem = new_max
+                model.evict()
             for c in impls:
-                assert c.expire() == expected, ctx
-        elif op < 0.975:
+                c.max_memory_bytes = new_max
+        elif op < 0.91:
+            model.ghost_cap = rng.randint(0, 6)
+            model.trim_ghosts()
+            for c in impls:
+                c.ghost_capacity = model.ghost_cap
+        elif op < 0.94:
+            results = [c.expire() for c in impls]
+            expected = model.expire()
+            assert results[0] == results[1], ctx
+            if exact:
+                assert results[0] == expected, ctx
+        elif op < 0.97:
             assert len({len(c) for c in impls}) == 1
         elif op < 0.99:
             model.hits = model.misses = model.evictions = model.expirations = 0
+            model.rejected = model.ghost_hits = 0
             model.outcomes.clear()
             for c in impls:
                 c.reset_stats()
@@ -725,17 +830,18 @@ def test_differential_against_each_other_and_a_model(seed: int) -> None:
             for c in impls:
                 c.clear()
 
-        expected_stats = {
-            "capacity": model.capacity,
-            "entries": len(model.od),
-            "hits": model.hits,
-            "misses": model.misses,
-            "evictions": model.evictions,
-            "expirations": model.expirations,
-            "hit_rate": model.hit_rate,
-            "hit_rate_window": window,
-        }
-        for c in impls:
-            assert c.keys() == model.keys(), ctx
-            assert c.stats() == expected_stats, ctx
-            assert len(c) == len(model.od), ctx
+        keys = impls[0].keys()
+        stats = impls[0].stats()
+        assert impls[1].keys() == keys, ctx
+        assert impls[1].stats() == stats, ctx
+        assert len(keys) == len(set(keys)) == len(impls[0]) == len(impls[1]) <= impls[0].capacity, ctx
+        assert stats["memory_bytes"] == sum(charges[key] for key in keys), ctx
+        if stats["max_memory_bytes"] is not None:
+            assert stats["memory_bytes"] <= stats["max_memory_bytes"], ctx
+        if exact:
+            assert keys == model.keys(), ctx
+            assert stats == model.stats(policy), ctx
+        else:
+            # Keep the model's view of what is stored in step with the policy's choices.
+            for key in [key for key in model.od if key not in keys]:
+                del model.od[key]
