@@ -27,7 +27,11 @@ def cache_config(redis_url: str, postgres_url: str, namespace: str) -> dict[str,
         "redis_url": redis_url,
         "postgres_url": postgres_url,
         "key_prefix": namespace,
-        "l3": {"table": namespace, "connection_pool_size": {"min": 1, "max": 4}},
+        # Functional tests must not turn a busy CI machine's hiccup into a miss: generous
+        # deadlines here; the fault tests set tight ones on purpose.
+        "l2": {"read_timeout": 5.0, "write_timeout": 5.0},
+        "l3": {"table": namespace, "connection_pool_size": {"min": 1, "max": 4},
+               "read_timeout": 5.0, "write_timeout": 5.0},
     }
 
 

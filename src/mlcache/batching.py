@@ -37,7 +37,9 @@ class BatchLoader(Generic[T]):
         self.batches = 0
         self.keys_fetched = 0
 
-    async def load(self, key: str) -> Optional[T]:
+    async def load(self, key: str, timeout: Optional[float] = None) -> Optional[T]:
+        """The value for ``key`` from a shared bulk read; asyncio.TimeoutError after ``timeout``
+        seconds (the batch itself goes on for the other callers)."""
         future = self._inflight.get(key) or self._pending.get(key)
         if future is None:
             future = asyncio.get_running_loop().create_future()
@@ -47,7 +49,9 @@ class BatchLoader(Generic[T]):
             elif not self._scheduled:
                 self._scheduled = True
                 asyncio.get_running_loop().call_soon(self._dispatch)
-        return await asyncio.shield(future)
+        if timeout is None:
+            return await asyncio.shield(future)
+        return await asyncio.wait_for(asyncio.shield(future), timeout)
 
     def _dispatch(self) -> None:
         self._scheduled = False
@@ -122,7 +126,7 @@ class WriteBatcher(Generic[T]):
         self.batches = 0
         self.items_written = 0
 
-    async def submit(self, item: T) -> None:
+    async def submit(self, item: T, timeout: Optional[float] = None) -> None:
         loop = asyncio.get_running_loop()
         if self._future is None:
             self._future = loop.create_future()
@@ -131,7 +135,10 @@ class WriteBatcher(Generic[T]):
         self._items.append(item)
         if len(self._items) >= self.max_batch:
             self._dispatch(future)
-        await asyncio.shield(future)
+        if timeout is None:
+            await asyncio.shield(future)
+        else:
+            await asyncio.wait_for(asyncio.shield(future), timeout)
 
     def _dispatch(self, future: asyncio.Future[None]) -> None:
         if future is not self._future:

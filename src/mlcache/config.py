@@ -27,6 +27,11 @@ class L1Config:
     target_hit_rate: float = 95.0
     resize_interval: float = 300.0
     hit_rate_window: int = 1000
+    # mlcache's own: the eviction policy, a bound on L1's estimated bytes, and whether the
+    # adaptive sizing controller runs (every resize_interval, off the lookup path).
+    policy: str = "lru"
+    max_memory_bytes: Optional[int] = None
+    adaptive: bool = True
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,13 @@ class L2Config:
     # Far below redis-py's unbounded default: a hung Redis must cost milliseconds, not minutes.
     socket_timeout: float = 1.0
     socket_connect_timeout: float = 1.0
+    # Deadlines per operation (reads give up and fall through; writes are skipped) and the
+    # circuit breaker: consecutive failures to open, first and longest open period.
+    read_timeout: float = 0.05
+    write_timeout: float = 0.25
+    breaker_failures: int = 5
+    breaker_reset: float = 0.5
+    breaker_max_reset: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,11 @@ class L3Config:
     materialized_view_refresh: float = 3600.0
     table: str = "mlcache_entries"
     sweep_interval: float = 60.0
+    read_timeout: float = 0.25
+    write_timeout: float = 1.0
+    breaker_failures: int = 5
+    breaker_reset: float = 0.5
+    breaker_max_reset: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +136,14 @@ def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
     return lambda name, v: None if v is None else check(name, v)
 
 
+def _choice(*options: str) -> Callable[[str, Any], str]:
+    def check(name: str, v: Any) -> str:
+        if v not in options:
+            raise ConfigError(f"config key {name!r} must be one of {', '.join(options)}")
+        return str(v)
+    return check
+
+
 def _url(*schemes: str) -> Callable[[str, Any], Optional[str]]:
     def check(name: str, v: Any) -> Optional[str]:
         if v is None:
@@ -150,6 +175,9 @@ _L1_KEYS: dict[str, Optional[Callable[[str, Any], Any]]] = {
     "target_hit_rate": _num(0.0, 100.0),
     "resize_interval": _num(0.0, open_lo=True),
     "hit_rate_window": _int(1),
+    "policy": _choice("lru", "tinylfu"),
+    "max_memory_bytes": _optional(_int(1)),
+    "adaptive": _bool,
 }
 _L2_KEYS: dict[str, Optional[Callable[[str, Any], Any]]] = {
     "redis_url": _url("redis", "rediss", "unix"),
@@ -164,6 +192,11 @@ _L2_KEYS: dict[str, Optional[Callable[[str, Any], Any]]] = {
     "redis_ssl_ca_certs": _optional(_str),
     "socket_timeout": _num(0.0, 3600.0, open_lo=True),
     "socket_connect_timeout": _num(0.0, 3600.0, open_lo=True),
+    "read_timeout": _num(0.0, 3600.0, open_lo=True),
+    "write_timeout": _num(0.0, 3600.0, open_lo=True),
+    "breaker_failures": _int(1),
+    "breaker_reset": _num(0.0, 3600.0, open_lo=True),
+    "breaker_max_reset": _num(0.0, 86400.0, open_lo=True),
 }
 _L3_KEYS: dict[str, Optional[Callable[[str, Any], Any]]] = {
     "database_url": _url("postgresql", "postgres"),
@@ -172,6 +205,11 @@ _L3_KEYS: dict[str, Optional[Callable[[str, Any], Any]]] = {
     "materialized_view_refresh": _num(0.0, open_lo=True),
     "table": _identifier,
     "sweep_interval": _num(0.0, open_lo=True),
+    "read_timeout": _num(0.0, 3600.0, open_lo=True),
+    "write_timeout": _num(0.0, 3600.0, open_lo=True),
+    "breaker_failures": _int(1),
+    "breaker_reset": _num(0.0, 3600.0, open_lo=True),
+    "breaker_max_reset": _num(0.0, 86400.0, open_lo=True),
 }
 _TOP_KEYS: dict[str, Optional[Callable[[str, Any], Any]]] = {
     "prometheus_port": _optional(_int(0, 65535)),
@@ -184,6 +222,8 @@ _TOP_KEYS: dict[str, Optional[Callable[[str, Any], Any]]] = {
 _FLAT = {
     "l1_capacity": ("l1", "initial_capacity"),
     "l1_max_capacity": ("l1", "max_capacity"),
+    "l1_policy": ("l1", "policy"),
+    "l1_max_memory_bytes": ("l1", "max_memory_bytes"),
     "redis_url": ("l2", "redis_url"),
     "postgres_url": ("l3", "database_url"),
     "key_prefix": ("l2", "key_prefix"),

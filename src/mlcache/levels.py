@@ -1,18 +1,17 @@
-"""Each level as the cache sees it: the L1 LRU with its limits, and a shared level's counters.
-
-The guide's ``cache.l1_cache`` / ``l2_cache`` / ``l3_cache`` are these objects.
-"""
+"""A shared level (L2 or L3) as the cache sees it: counters, deadlines, circuit breaker,
+batching and fail-open.  The guide's ``cache.l2_cache`` / ``l3_cache`` are these objects."""
 from __future__ import annotations
 
+import asyncio
 import bisect
 import logging
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 from .batching import BatchLoader, WriteBatcher
-from .config import L1Config
-from .errors import ConfigError, TierError
-from .lru import LRU
+from .breaker import CircuitBreaker
+from .config import L2Config, L3Config
+from .errors import TierError, TierTimeoutError
 from .tiers.base import Entry, Tier
 
 log = logging.getLogger("mlcache")
@@ -25,64 +24,12 @@ def _percent(part: int, whole: int) -> float:
     return 100.0 * part / whole if whole else 0.0
 
 
-class L1Cache:
-    """The in-process level: a compiled LRU (pure twin without the extension) plus its ceiling.
-
-    ``capacity`` may be set at run time; shrinking evicts least-recently-used entries first.
-    ``capacity`` never exceeds ``max_capacity``.
-    """
-
-    def __init__(self, config: L1Config) -> None:
-        self.config = config
-        self.lru = LRU(config.initial_capacity, config.hit_rate_window)
-        self._max_capacity = config.max_capacity
-
-    @property
-    def capacity(self) -> int:
-        return int(self.lru.capacity)
-
-    @capacity.setter
-    def capacity(self, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError("l1 'capacity' must be an int >= 1")
-        if value > self._max_capacity:
-            raise ConfigError("l1 'capacity' cannot exceed 'max_capacity'; raise max_capacity first")
-        self.lru.capacity = value
-
-    @property
-    def max_capacity(self) -> int:
-        return self._max_capacity
-
-    @max_capacity.setter
-    def max_capacity(self, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError("l1 'max_capacity' must be an int >= 1")
-        self._max_capacity = value
-        if self.lru.capacity > value:
-            self.lru.capacity = value
-
-    def __len__(self) -> int:
-        return len(self.lru)
-
-    def get_stats(self) -> dict[str, Any]:
-        lru = self.lru
-        hits, misses, entries = lru.hits, lru.misses, len(lru)
-        return {
-            "enabled": True,
-            "implementation": f"{type(lru).__module__}.{type(lru).__name__}",
-            "hits": hits,
-            "misses": misses,
-            "hit_rate": _percent(hits, hits + misses),
-            "window_hit_rate": lru.hit_rate,
-            "hit_rate_window": lru.hit_rate_window,
-            "target_hit_rate": self.config.target_hit_rate,
-            "entries": entries,
-            "capacity": lru.capacity,
-            "max_capacity": self._max_capacity,
-            "capacity_utilization": _percent(entries, lru.capacity),
-            "evictions": lru.evictions,
-            "expirations": lru.expirations,
-        }
+def _forget_straggler(pending: set[Any]) -> Any:
+    def done(task: asyncio.Future[Any]) -> None:
+        pending.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: its caller may have stopped waiting
+    return done
 
 
 class SharedLevel:
@@ -94,13 +41,22 @@ class SharedLevel:
 
     enabled = True
 
-    def __init__(self, tier: Tier, *, strict: bool, max_batch: int = 256) -> None:
+    def __init__(self, tier: Tier, config: Union[L2Config, L3Config], *, strict: bool, max_batch: int = 256) -> None:
         self.tier = tier
-        # Concurrent single-key reads share bulk round trips (see batching.py).
-        self.loader: BatchLoader[Entry] = BatchLoader(tier.get, tier.get_many, max_batch=max_batch)
-        self.writer: WriteBatcher[tuple[str, bytes, Optional[float]]] = WriteBatcher(
-            lambda item: tier.set(*item), tier.set_many, max_batch=max_batch
+        cfg = config
+        self.read_timeout: float = cfg.read_timeout
+        self.write_timeout: float = cfg.write_timeout
+        self.breaker = CircuitBreaker(cfg.breaker_failures, cfg.breaker_reset, cfg.breaker_max_reset)
+        # Concurrent single-key reads and writes share bulk round trips (see batching.py); the
+        # breaker learns from each round trip, not from each caller of it.
+        self.loader: BatchLoader[Entry] = BatchLoader(
+            self._guarded(tier.get), self._guarded(tier.get_many), max_batch=max_batch
         )
+        self.writer: WriteBatcher[tuple[str, bytes, Optional[float]]] = WriteBatcher(
+            self._guarded(lambda item: tier.set(*item)), self._guarded(tier.set_many), max_batch=max_batch
+        )
+        self.skipped = 0  # calls not made because the breaker was open
+        self._stragglers: set[asyncio.Future[Any]] = set()
         self.name = tier.name
         self.strict = strict
         self.hits = 0
@@ -114,6 +70,38 @@ class SharedLevel:
         # One count per LATENCY_BOUNDS bucket plus the overflow bucket (+Inf).
         self.latency_counts = [0] * (len(LATENCY_BOUNDS) + 1)
 
+    def _guarded(self, call: Any) -> Any:
+        breaker = self.breaker
+
+        async def guarded(arg: Any) -> Any:
+            try:
+                result = await call(arg)
+            except TierError:
+                breaker.failure()
+                raise
+            breaker.success()
+            return result
+
+        return guarded
+
+    async def _bounded(self, call: Any, arg: Any, timeout: float, action: str) -> Any:
+        """Run a tier call under a deadline without ever cancelling the driver mid-command
+        (redis-py can lose a cancellation, or a reply, when cancelled at the wrong moment):
+        the call goes on in its own task, bounded by the driver's socket timeout, and only
+        the caller stops waiting."""
+        task = asyncio.ensure_future(self._guarded(call)(arg))
+        self._stragglers.add(task)
+        task.add_done_callback(_forget_straggler(self._stragglers))
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), timeout)
+        except asyncio.TimeoutError:
+            raise self._deadline(action) from None
+
+    def _deadline(self, action: str) -> TierTimeoutError:
+        # A caller giving up on a slow level is a failure too: slowness must open the breaker.
+        self.breaker.failure()
+        return TierTimeoutError(self.name, f"{action} deadline exceeded")
+
     def _failed(self, exc: TierError, action: str) -> None:
         self.errors += 1
         if self.strict:
@@ -121,9 +109,16 @@ class SharedLevel:
         log.warning("%s %s failed, carrying on without it: %s", self.name, action, exc)
 
     async def fetch(self, key: str) -> Optional[Entry]:
+        if not self.breaker.allow():
+            self.misses += 1
+            self.skipped += 1
+            return None
         t0 = time.perf_counter()
         try:
-            entry = await self.loader.load(key)
+            try:
+                entry = await self.loader.load(key, self.read_timeout)
+            except asyncio.TimeoutError:
+                raise self._deadline("read") from None
         except TierError as exc:
             self.misses += 1
             self._failed(exc, "read")
@@ -139,9 +134,15 @@ class SharedLevel:
         return entry
 
     async def fetch_many(self, keys: Sequence[str]) -> list[Optional[Entry]]:
+        if not self.breaker.allow():
+            self.misses += len(keys)
+            self.skipped += 1
+            return [None] * len(keys)
         t0 = time.perf_counter()
         try:
-            entries = await self.tier.get_many(keys)
+            entries: list[Optional[Entry]] = await self._bounded(
+                self.tier.get_many, keys, self.read_timeout, "read"
+            )
         except TierError as exc:
             self.misses += len(keys)
             self._failed(exc, "read")
@@ -154,8 +155,12 @@ class SharedLevel:
         return entries
 
     async def store_many(self, items: Sequence[tuple[str, bytes, Optional[float]]]) -> bool:
+        if not self.breaker.allow():
+            self.skipped_writes += len(items)
+            self.skipped += 1
+            return False
         try:
-            await self.tier.set_many(items)
+            await self._bounded(self.tier.set_many, items, self.write_timeout, "write")
         except TierError as exc:
             self.skipped_writes += len(items)
             self._failed(exc, "write")
@@ -164,8 +169,10 @@ class SharedLevel:
         return True
 
     async def discard_many(self, keys: Sequence[str]) -> int:
+        # Invalidations do not consult the breaker: skipping one would leave the old value
+        # in the level.  They are still bounded by the write deadline.
         try:
-            removed = await self.tier.delete_many(keys)
+            removed: int = await self._bounded(self.tier.delete_many, keys, self.write_timeout, "delete")
         except TierError as exc:
             self._failed(exc, "delete")
             return 0
@@ -173,8 +180,15 @@ class SharedLevel:
         return removed
 
     async def store(self, key: str, data: bytes, ttl: Optional[float]) -> bool:
+        if not self.breaker.allow():
+            self.skipped_writes += 1
+            self.skipped += 1
+            return False
         try:
-            await self.writer.submit((key, data, ttl))
+            try:
+                await self.writer.submit((key, data, ttl), self.write_timeout)
+            except asyncio.TimeoutError:
+                raise self._deadline("write") from None
         except TierError as exc:
             self.skipped_writes += 1
             self._failed(exc, "write")
@@ -184,7 +198,7 @@ class SharedLevel:
 
     async def discard(self, key: str) -> bool:
         try:
-            removed = await self.tier.delete(key)
+            removed: bool = await self._bounded(self.tier.delete, key, self.write_timeout, "delete")
         except TierError as exc:
             self._failed(exc, "delete")
             return False
@@ -209,7 +223,18 @@ class SharedLevel:
             "skipped_writes": self.skipped_writes,
             "deletes": self.deletes,
             "avg_read_ms": 1000.0 * self.read_seconds / lookups if lookups else 0.0,
+            "skipped_by_breaker": self.skipped,
+            "breaker": self.breaker.stats(),
         }
+
+    async def aclose(self) -> None:
+        """Stop batching and abandon driver calls still in flight (the connections close next)."""
+        await self.loader.aclose()
+        await self.writer.aclose()
+        for task in list(self._stragglers):
+            task.cancel()
+        if self._stragglers:
+            await asyncio.wait(list(self._stragglers))
 
 
 class AbsentLevel:

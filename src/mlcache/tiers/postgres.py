@@ -21,6 +21,10 @@ SWEEP_BATCH = 5000
 log = logging.getLogger("mlcache.l3")
 
 
+async def _no_reset(connection: asyncpg.Connection) -> None:
+    return None
+
+
 class PostgresTier:
     """One row per key: ``key text PRIMARY KEY, value bytea, expires_at timestamptz``."""
 
@@ -76,6 +80,10 @@ class PostgresTier:
                 max_size=self.config.pool_max,
                 command_timeout=self.config.command_timeout,
                 timeout=self.config.command_timeout,
+                # asyncpg's default reset sends UNLISTEN/RESET ALL/... on every release, one
+                # more round trip per query.  mlcache sets no session state (its advisory lock
+                # is transaction-scoped, it never LISTENs or SETs), so there is nothing to reset.
+                reset=_no_reset,
             )
             await self._create_schema()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="mlcache-l3-sweeper")
@@ -115,9 +123,12 @@ class PostgresTier:
         # One statement may not update a row twice: the last write of a key wins, as it would
         # have with one statement per key.
         latest = {key: (data, ttl) for key, data, ttl in items}
+        # Rows are locked in key order: two concurrent batches sharing keys in different orders
+        # would otherwise deadlock (PostgreSQL resolves it after deadlock_timeout, 1 s).
+        keys = sorted(latest)
         with map_exceptions(LEVEL, "UPSERT many"):
             await self.pool.execute(
-                self._sql_set_many, list(latest), [d for d, _ in latest.values()], [t for _, t in latest.values()]
+                self._sql_set_many, keys, [latest[k][0] for k in keys], [latest[k][1] for k in keys]
             )
 
     async def delete_many(self, keys: Sequence[str]) -> int:
