@@ -3,6 +3,7 @@
 #
 #   bash scripts/run.sh bench [ARGS...]   # mlcache bench ARGS...
 #   bash scripts/run.sh test  [ARGS...]   # python -m pytest tests ARGS...
+#   bash scripts/run.sh setup             # install only (CI runs its benchmark check next)
 #
 # Installs only what is missing (apt packages, then a .venv in the repo root
 # with the package and its test/bench extras).  The Redis and PostgreSQL servers
@@ -12,7 +13,7 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: bash scripts/run.sh {bench|test} [ARGS...]" >&2
+    echo "usage: bash scripts/run.sh {bench|test|setup} [ARGS...]" >&2
     exit 2
 }
 
@@ -20,7 +21,7 @@ usage() {
 cmd=$1
 shift
 case "$cmd" in
-    bench | test) ;;
+    bench | test | setup) ;;
     *) usage ;;
 esac
 
@@ -111,6 +112,9 @@ case "$cmd" in
     bench)
         say "mlcache bench $*"
         exec .venv/bin/mlcache bench "$@"
+        ;;
+    setup)
+        say "installed; .venv is ready"
         ;;
     test)
         say "python -m pytest tests $*"
