@@ -39,7 +39,6 @@ import itertools
 import json
 import os
 import platform
-import random
 import statistics
 import subprocess
 import sys
@@ -48,24 +47,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-N_KEYS = 100_000
-ROUND = 10_000
-ZIPF_S = 0.99
-SEED = 20240601
 MISS: Any = object()
 
 
-# The workload; kept in step with conftest.py (this script runs without pytest).
-def make_keys(n: int = N_KEYS, prefix: str = "user") -> list[str]:
-    return [f"{prefix}:{i:07d}" for i in range(n)]
-
-
-def zipf_stream(keys: list[str], length: int = ROUND, s: float = ZIPF_S, seed: int = SEED) -> list[str]:
-    rng = random.Random(seed)
-    ranked = keys[:]
-    rng.shuffle(ranked)
-    cum = list(itertools.accumulate(1.0 / (rank + 1) ** s for rank in range(len(ranked))))
-    return rng.choices(ranked, cum_weights=cum, k=length)
+from workload import N_KEYS, ROUND, SEED, ZIPF_S, make_keys, zipf_stream  # noqa: F401 (shared with check_ratios.py)
 
 
 # -- samplers: each returns the seconds ``number`` passes over its keys took ---------------------
