@@ -148,3 +148,27 @@ def test_breaker_states_with_a_fake_clock() -> None:
     assert not b.allow()          # back to the first, short wait: 0.5-1 s
     now[0] = 101.01
     assert b.allow()
+
+
+async def test_cancelling_a_caller_propagates_and_leaves_the_level_working(
+    fresh_redis_server: RedisServer,
+) -> None:
+    # redis-py 8.1 can swallow a cancellation that lands mid-command; mlcache never cancels the
+    # driver (callers wait on a shared future), so the caller's CancelledError always arrives.
+    async with MultiLevelCache(l2_config(fresh_redis_server, read_timeout=2.0)) as cache:
+        await cache.put_many({f"c{i}": i for i in range(50)})
+        for attempt in range(30):
+            cache.l1_cache.lru.clear()
+            task = asyncio.create_task(cache.get(f"c{attempt}"))
+            await asyncio.sleep(0 if attempt % 2 else 0.0002 * attempt)
+            task.cancel()
+            done, _ = await asyncio.wait([task], timeout=2)
+            assert done, "a cancelled get kept running"
+            if attempt % 2:
+                # cancelled one loop step in, while its read is certainly still in flight
+                assert task.cancelled(), "the caller's cancellation was swallowed"
+            else:
+                assert task.cancelled() or task.result() == attempt
+        cache.l1_cache.lru.clear()
+        assert await cache.get_many([f"c{i}" for i in range(50)]) == {f"c{i}": i for i in range(50)}
+        assert cache.l2_cache.breaker.state == "closed"
