@@ -172,3 +172,59 @@ async def test_cancelling_a_caller_propagates_and_leaves_the_level_working(
         cache.l1_cache.lru.clear()
         assert await cache.get_many([f"c{i}" for i in range(50)]) == {f"c{i}": i for i in range(50)}
         assert cache.l2_cache.breaker.state == "closed"
+
+
+async def test_an_invalidation_that_failed_is_never_served_and_lands_later(
+    fresh_redis_server: RedisServer,
+) -> None:
+    import redis.asyncio as aioredis
+
+    admin = aioredis.Redis.from_url(fresh_redis_server.url)
+    config = {**l2_config(fresh_redis_server, breaker_failures=1000), "key_prefix": "inv"}
+    try:
+        async with MultiLevelCache(config) as cache, MultiLevelCache(config) as other:
+            await cache.put_many({"old": "stale value", "keep": 1})
+            # Redis refuses deletes (reads and writes still work): the invalidation fails.
+            await admin.execute_command("ACL", "SETUSER", "default", "-del", "-unlink")
+            await cache.invalidate("old")
+            assert await admin.exists("inv:old")                    # still in Redis...
+            cache.l1_cache.lru.clear()
+            assert await cache.get("old") is None                   # ...but never served
+            assert await cache.get_many(["old", "keep"]) == {"keep": 1}
+            assert (await cache.l2_cache.get_stats())["pending_invalidations"] == 1
+            # Deletes allowed again: the retry lands within a few intervals.
+            await admin.execute_command("ACL", "SETUSER", "default", "+del", "+unlink")
+            deadline = time.monotonic() + 5
+            while await admin.exists("inv:old"):
+                assert time.monotonic() < deadline, "the invalidation never landed"
+                await asyncio.sleep(0.05)
+            assert await other.get("old") is None
+            assert (await cache.l2_cache.get_stats())["pending_invalidations"] == 0
+            # A newer write of a pending key clears the mark: its value is the current one.
+            await admin.execute_command("ACL", "SETUSER", "default", "-del", "-unlink")
+            await cache.invalidate("keep")
+            await cache.put("keep", 2)
+            cache.l1_cache.lru.clear()
+            assert await cache.get("keep") == 2
+    finally:
+        await admin.execute_command("ACL", "SETUSER", "default", "+del", "+unlink")
+        await admin.aclose()
+
+
+async def test_writes_skipped_by_the_breaker_never_leave_an_older_value_served(
+    fresh_redis_server: RedisServer,
+) -> None:
+    async with MultiLevelCache(l2_config(fresh_redis_server, breaker_failures=1)) as cache:
+        await cache.put("k", "v1")
+        fresh_redis_server.pause()
+        try:
+            await cache.get("absent")          # times out: the breaker opens
+            assert cache.l2_cache.breaker.state == "open"
+            await cache.put("k", "v2")         # skipped for L2, which still holds v1
+        finally:
+            fresh_redis_server.resume()
+        cache.l1_cache.lru.clear()
+        await asyncio.sleep(0.4)
+        for _ in range(20):
+            assert await cache.get("k") in (None, "v2")   # never v1
+            await asyncio.sleep(0.02)

@@ -10,6 +10,7 @@ from typing import Any, Optional, Sequence, Union
 
 from .batching import BatchLoader, WriteBatcher
 from .breaker import CircuitBreaker
+from .pending import PendingDeletes
 from .config import L2Config, L3Config
 from .errors import TierError, TierTimeoutError
 from .tiers.base import Entry, Tier
@@ -43,6 +44,7 @@ class SharedLevel:
 
     def __init__(self, tier: Tier, config: Union[L2Config, L3Config], *, strict: bool, max_batch: int = 256) -> None:
         self.tier = tier
+        self.name: str = tier.name
         cfg = config
         self.read_timeout: float = cfg.read_timeout
         self.write_timeout: float = cfg.write_timeout
@@ -56,8 +58,9 @@ class SharedLevel:
             self._guarded(lambda item: tier.set(*item)), self._guarded(tier.set_many), max_batch=max_batch
         )
         self.skipped = 0  # calls not made because the breaker was open
+        # Deletes that failed: those keys are not read from this level until a retry lands.
+        self.pending = PendingDeletes(self.name, self._redelete)
         self._stragglers: set[asyncio.Future[Any]] = set()
-        self.name = tier.name
         self.strict = strict
         self.hits = 0
         self.misses = 0
@@ -108,7 +111,17 @@ class SharedLevel:
             raise exc
         log.warning("%s %s failed, carrying on without it: %s", self.name, action, exc)
 
+    async def _redelete(self, keys: Sequence[str]) -> int:
+        if not self.breaker.allow():
+            raise TierTimeoutError(self.name, "breaker open")
+        removed: int = await self._bounded(self.tier.delete_many, keys, self.write_timeout, "delete")
+        self.deletes += len(keys)
+        return removed
+
     async def fetch(self, key: str) -> Optional[Entry]:
+        if self.pending and self.pending.blocks(key):
+            self.misses += 1
+            return None
         if not self.breaker.allow():
             self.misses += 1
             self.skipped += 1
@@ -134,6 +147,12 @@ class SharedLevel:
         return entry
 
     async def fetch_many(self, keys: Sequence[str]) -> list[Optional[Entry]]:
+        if self.pending:
+            allowed = [k for k in keys if not self.pending.blocks(k)]
+            if len(allowed) < len(keys):
+                fetched = dict(zip(allowed, await self.fetch_many(allowed))) if allowed else {}
+                self.misses += len(keys) - len(allowed)
+                return [fetched.get(k) for k in keys]
         if not self.breaker.allow():
             self.misses += len(keys)
             self.skipped += 1
@@ -155,17 +174,24 @@ class SharedLevel:
         return entries
 
     async def store_many(self, items: Sequence[tuple[str, bytes, Optional[float]]]) -> bool:
+        # A write that does not land leaves whatever older value the level holds: it is
+        # remembered like a failed invalidation, so that older value is never served.
         if not self.breaker.allow():
             self.skipped_writes += len(items)
             self.skipped += 1
+            self.pending.add([key for key, _, _ in items])
             return False
         try:
             await self._bounded(self.tier.set_many, items, self.write_timeout, "write")
         except TierError as exc:
             self.skipped_writes += len(items)
+            self.pending.add([key for key, _, _ in items])
             self._failed(exc, "write")
             return False
         self.writes += len(items)
+        if self.pending:
+            for key, _, _ in items:
+                self.pending.overwritten(key)
         return True
 
     async def discard_many(self, keys: Sequence[str]) -> int:
@@ -174,6 +200,7 @@ class SharedLevel:
         try:
             removed: int = await self._bounded(self.tier.delete_many, keys, self.write_timeout, "delete")
         except TierError as exc:
+            self.pending.add(keys)
             self._failed(exc, "delete")
             return 0
         self.deletes += len(keys)
@@ -183,6 +210,7 @@ class SharedLevel:
         if not self.breaker.allow():
             self.skipped_writes += 1
             self.skipped += 1
+            self.pending.add((key,))
             return False
         try:
             try:
@@ -191,15 +219,19 @@ class SharedLevel:
                 raise self._deadline("write") from None
         except TierError as exc:
             self.skipped_writes += 1
+            self.pending.add((key,))
             self._failed(exc, "write")
             return False
         self.writes += 1
+        if self.pending:
+            self.pending.overwritten(key)
         return True
 
     async def discard(self, key: str) -> bool:
         try:
             removed: bool = await self._bounded(self.tier.delete, key, self.write_timeout, "delete")
         except TierError as exc:
+            self.pending.add((key,))
             self._failed(exc, "delete")
             return False
         self.deletes += 1
@@ -224,11 +256,15 @@ class SharedLevel:
             "deletes": self.deletes,
             "avg_read_ms": 1000.0 * self.read_seconds / lookups if lookups else 0.0,
             "skipped_by_breaker": self.skipped,
+            "pending_invalidations": len(self.pending.keys),
+            "pending_overflowed": self.pending.overflowed,
+            "redeleted": self.pending.retried,
             "breaker": self.breaker.stats(),
         }
 
     async def aclose(self) -> None:
         """Stop batching and abandon driver calls still in flight (the connections close next)."""
+        await self.pending.aclose()
         await self.loader.aclose()
         await self.writer.aclose()
         for task in list(self._stragglers):
