@@ -228,3 +228,39 @@ async def test_writes_skipped_by_the_breaker_never_leave_an_older_value_served(
         for _ in range(20):
             assert await cache.get("k") in (None, "v2")   # never v1
             await asyncio.sleep(0.02)
+
+
+async def test_initialize_with_servers_down_then_picks_them_up(namespace: str) -> None:
+    from mlcache.localservers import free_port
+
+    redis_port, pg_port = free_port(), free_port()
+    redis = RedisServer(port=redis_port)
+    postgres = PostgresServer(port=pg_port)
+    config = {
+        "redis_url": f"redis://127.0.0.1:{redis_port}/0",
+        "postgres_url": f"postgresql://mlcache:mlcache@127.0.0.1:{pg_port}/mlcache",
+        "key_prefix": namespace,
+        "l2": {"breaker_reset": 0.2},
+        "l3": {"breaker_reset": 0.2, "connection_pool_size": {"min": 1, "max": 2}, "command_timeout": 2},
+    }
+    try:
+        async with MultiLevelCache(config) as cache:       # both down: starts anyway
+            await cache.put("k", 1)
+            assert await cache.get("k") == 1             # L1 serves
+            cache.l1_cache.lru.clear()
+            assert await cache.get("k") is None
+            await asyncio.to_thread(redis.start)
+            await asyncio.to_thread(postgres.start)
+            deadline = time.monotonic() + 15
+            while True:
+                await cache.put("k", 2)
+                cache.l1_cache.lru.clear()
+                found = await cache.lookup("k")
+                l3_ok = (await cache.l3_cache.get_stats())["entries"] == 1
+                if found == (2, "L2") and l3_ok:
+                    break
+                assert time.monotonic() < deadline, f"levels not picked up: {found}, L3 {l3_ok}"
+                await asyncio.sleep(0.2)
+    finally:
+        redis.stop()
+        postgres.stop()

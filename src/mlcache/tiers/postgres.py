@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 import asyncpg
 
 from ..config import L3Config
+from ..errors import TierError
 from .base import Entry, map_exceptions
 
 LEVEL = "L3"
@@ -64,6 +65,7 @@ class PostgresTier:
         )
         self._pool: Optional[asyncpg.Pool] = None
         self._sweeper: Optional[asyncio.Task[None]] = None
+        self._connector: Optional[asyncio.Task[None]] = None
         self._stop = asyncio.Event()
 
     @property
@@ -73,8 +75,18 @@ class PostgresTier:
         return self._pool
 
     async def start(self) -> None:
+        """Connect and create the table.  If PostgreSQL is not there yet, keep trying in the
+        background (the level answers as failing meanwhile) and raise the TierError."""
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="mlcache-l3-sweeper")
+        try:
+            await self._connect()
+        except TierError:
+            self._connector = asyncio.create_task(self._connect_until_up(), name="mlcache-l3-connect")
+            raise
+
+    async def _connect(self) -> None:
         with map_exceptions(LEVEL, "connect"):
-            self._pool = await asyncpg.create_pool(
+            pool = await asyncpg.create_pool(
                 self.config.database_url,
                 min_size=self.config.pool_min,
                 max_size=self.config.pool_max,
@@ -85,16 +97,37 @@ class PostgresTier:
                 # is transaction-scoped, it never LISTENs or SETs), so there is nothing to reset.
                 reset=_no_reset,
             )
-            await self._create_schema()
-        self._sweeper = asyncio.create_task(self._sweep_forever(), name="mlcache-l3-sweeper")
+            try:
+                await self._create_schema(pool)
+            except BaseException:
+                pool.terminate()
+                raise
+        self._pool = pool
 
-    async def _create_schema(self) -> None:
+    async def _connect_until_up(self) -> None:
+        wait = 0.5
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(), wait)
+                return
+            except asyncio.TimeoutError:
+                pass
+            try:
+                await self._connect()
+            except TierError as exc:
+                log.debug("L3 still unavailable: %s", exc)
+                wait = min(wait * 2, 5.0)
+                continue
+            log.warning("L3 is available again")
+            return
+
+    async def _create_schema(self, pool: asyncpg.Pool) -> None:
         # IF NOT EXISTS alone races when several processes start at once (two CREATEs can both
         # pass the check and one fails on pg_type's unique index); a transaction-scoped advisory
         # lock keyed by the table name serialises them.
         lock_id = zlib.crc32(f"mlcache:{self.table}".encode())
         t = f'"{self.table}"'
-        async with self.pool.acquire() as con:
+        async with pool.acquire() as con:
             async with con.transaction():
                 await con.execute("SELECT pg_advisory_xact_lock($1)", lock_id)
                 await con.execute(
@@ -185,8 +218,12 @@ class PostgresTier:
                 log.warning("L3 sweep of expired rows failed: %s", exc)
 
     async def close(self) -> None:
+        self._stop.set()
+        if self._connector is not None:
+            self._connector.cancel()  # asyncpg handles cancellation cleanly, unlike redis-py
+            await asyncio.wait([self._connector])
+            self._connector = None
         if self._sweeper is not None:
-            self._stop.set()
             self._sweeper.cancel()
             await asyncio.wait([self._sweeper])
             self._sweeper = None
