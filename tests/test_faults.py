@@ -264,3 +264,16 @@ async def test_initialize_with_servers_down_then_picks_them_up(namespace: str) -
     finally:
         redis.stop()
         postgres.stop()
+
+
+async def test_redis_full_is_a_skipped_write_and_reads_go_on() -> None:
+    with RedisServer(extra_args=["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"]) as server:
+        config = {**l2_config(server, breaker_failures=1000), "key_prefix": "oom"}
+        async with MultiLevelCache(config) as cache, MultiLevelCache(config) as other:
+            await cache.put("early", "fits")
+            for i in range(400):                        # ~4 MB: Redis refuses long before
+                await cache.put(f"big{i}", "x" * 10_000)
+            stats = await cache.l2_cache.get_stats()
+            assert stats["skipped_writes"] > 0 and stats["errors"] > 0
+            assert await other.get("early") == "fits"   # reads continue from L2
+            assert await cache.get("big399") == "x" * 10_000  # the writer's own L1 has it
