@@ -18,6 +18,7 @@ from collections import OrderedDict
 from typing import Any
 
 import pytest
+from lruhelpers import MutableKey
 
 from mlcache.lru import LRU as SelectedLRU
 from mlcache.lru import ENTRY_OVERHEAD, NO_EXTENSIONS, PyLRU
@@ -546,20 +547,9 @@ def test_finalizers_calling_back_in_keep_the_cache_consistent(LRU: Any) -> None:
     _consistent(c)
 
 
-class _MutableKey:
-    def __init__(self, h: int) -> None:
-        self.h = h
-
-    def __hash__(self) -> int:
-        return self.h
-
-    def __eq__(self, other: object) -> bool:
-        return self is other
-
-
 def test_key_whose_hash_changed_is_still_evicted(LRU: Any) -> None:
     c = LRU(2)
-    k = _MutableKey(1)
+    k = MutableKey(1)
     c.set(k, "v")
     c.set("a", 1)
     k.h = 12345  # breaks the hash contract: the dict can no longer find k by itself

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import pytest
+from lruhelpers import MutableKey
 
 from mlcache.lru import ENTRY_OVERHEAD, NO_EXTENSIONS, POLICIES, PyLRU
 
@@ -564,20 +565,9 @@ def test_finalizers_calling_back_in_keep_the_cache_consistent(LRU: Any, policy: 
     _invariants(c)
 
 
-class _MutableKey:
-    def __init__(self, h: int) -> None:
-        self.h = h
-
-    def __hash__(self) -> int:
-        return self.h
-
-    def __eq__(self, other: object) -> bool:
-        return self is other
-
-
 def test_key_whose_hash_changed_is_still_evicted_under_tinylfu(LRU: Any) -> None:
     c = LRU(3, policy="tinylfu")
-    k = _MutableKey(1)
+    k = MutableKey(1)
     c.set(k, "v")
     c.get(k)
     k.h = 12345  # breaks the hash contract: the dict can no longer find k by itself

@@ -8,11 +8,8 @@ from typing import Any, Optional
 from .adaptive import CapacityController
 from .config import L1Config
 from .errors import ConfigError
+from .levels import _percent
 from .lru import LRU
-
-
-def _percent(part: int, whole: int) -> float:
-    return 100.0 * part / whole if whole else 0.0
 
 
 class L1Cache:
