@@ -51,11 +51,13 @@ class SharedLevel:
         self.breaker = CircuitBreaker(cfg.breaker_failures, cfg.breaker_reset, cfg.breaker_max_reset)
         # Concurrent single-key reads and writes share bulk round trips (see batching.py); the
         # breaker learns from each round trip, not from each caller of it.
+        read_t, write_t = cfg.read_timeout, cfg.write_timeout
         self.loader: BatchLoader[Entry] = BatchLoader(
-            self._guarded(tier.get), self._guarded(tier.get_many), max_batch=max_batch
+            self._guarded(tier.get, read_t), self._guarded(tier.get_many, read_t), max_batch=max_batch
         )
         self.writer: WriteBatcher[tuple[str, bytes, Optional[float]]] = WriteBatcher(
-            self._guarded(lambda item: tier.set(*item)), self._guarded(tier.set_many), max_batch=max_batch
+            self._guarded(lambda item: tier.set(*item), write_t), self._guarded(tier.set_many, write_t),
+            max_batch=max_batch,
         )
         self.skipped = 0  # calls not made because the breaker was open
         # Deletes that failed: those keys are not read from this level until a retry lands.
@@ -73,16 +75,23 @@ class SharedLevel:
         # One count per LATENCY_BOUNDS bucket plus the overflow bucket (+Inf).
         self.latency_counts = [0] * (len(LATENCY_BOUNDS) + 1)
 
-    def _guarded(self, call: Any) -> Any:
+    def _guarded(self, call: Any, timeout: float) -> Any:
         breaker = self.breaker
+        clock = time.monotonic
 
         async def guarded(arg: Any) -> Any:
+            t0 = clock()
             try:
                 result = await call(arg)
             except TierError:
                 breaker.failure()
                 raise
-            breaker.success()
+            # A reply that came after its deadline is no sign of health: its caller gave up and
+            # counted a failure.  Counting it a success closed the breaker after every late
+            # reply, so under added latency the breaker flapped and callers kept paying the
+            # deadline (test_faults_proxy's latency case found it).
+            if clock() - t0 <= timeout:
+                breaker.success()
             return result
 
         return guarded
@@ -92,7 +101,7 @@ class SharedLevel:
         (redis-py can lose a cancellation, or a reply, when cancelled at the wrong moment):
         the call goes on in its own task, bounded by the driver's socket timeout, and only
         the caller stops waiting."""
-        task = asyncio.ensure_future(self._guarded(call)(arg))
+        task = asyncio.ensure_future(self._guarded(call, timeout)(arg))
         self._stragglers.add(task)
         task.add_done_callback(_forget_straggler(self._stragglers))
         try:
@@ -195,8 +204,15 @@ class SharedLevel:
         return True
 
     async def discard_many(self, keys: Sequence[str]) -> int:
-        # Invalidations do not consult the breaker: skipping one would leave the old value
-        # in the level.  They are still bounded by the write deadline.
+        # An open breaker does not drop an invalidation: it goes straight to the pending set,
+        # so the key is not read from this level until the background retry lands.  Sending it
+        # anyway (as before) gave every invalidation made during an outage its own abandoned
+        # call, each holding a pooled connection: a burst of invalidations grew the Redis pool
+        # to max_connections, where it stayed after the outage (test_faults_proxy found it).
+        if not self.breaker.allow():
+            self.skipped += 1
+            self.pending.add(keys)
+            return 0
         try:
             removed: int = await self._bounded(self.tier.delete_many, keys, self.write_timeout, "delete")
         except TierError as exc:
@@ -228,6 +244,10 @@ class SharedLevel:
         return True
 
     async def discard(self, key: str) -> bool:
+        if not self.breaker.allow():  # remembered and retried, as in discard_many
+            self.skipped += 1
+            self.pending.add((key,))
+            return False
         try:
             removed: bool = await self._bounded(self.tier.delete, key, self.write_timeout, "delete")
         except TierError as exc:
