@@ -16,7 +16,15 @@ else:
     from Cython.Build import cythonize
 
     ext_modules = cythonize(
-        [Extension("mlcache._lru", ["src/mlcache/_lru.pyx"], extra_compile_args=["-O3"])],
+        [
+            Extension(
+                "mlcache._lru",
+                ["src/mlcache/_lru.pyx"],
+                depends=["src/mlcache/_lru_table.h"],
+                include_dirs=["src/mlcache"],
+                extra_compile_args=["-O3"],
+            )
+        ],
         compiler_directives={
             "language_level": "3",
             "boundscheck": False,

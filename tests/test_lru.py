@@ -14,6 +14,7 @@ import pickle
 import random
 import sys
 import time
+import weakref
 from collections import OrderedDict
 from typing import Any
 
@@ -560,6 +561,94 @@ def test_key_whose_hash_changed_is_still_evicted(LRU: Any) -> None:
     c.set("c", 3)
     assert c.keys() == ["c", "b"]
     _consistent(c)
+
+
+class _SameHash:
+    """Keys that all share one hash: every lookup walks one probe run and calls __eq__."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __hash__(self) -> int:
+        return 7
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _SameHash) and other.n == self.n
+
+
+def test_colliding_keys_survive_inserts_evictions_and_deletes(LRU: Any) -> None:
+    # One long probe run, cut into by evictions and deletions from every position: a wrong
+    # backward shift loses a key or finds a removed one.
+    rng = random.Random(5)
+    c = LRU(40)
+    model: OrderedDict[int, int] = OrderedDict()
+    for step in range(3000):
+        n = rng.randrange(80)
+        op = rng.random()
+        if op < 0.5:
+            c.set(_SameHash(n), step)
+            model[n] = step
+            model.move_to_end(n, last=False)
+            while len(model) > 40:
+                model.popitem()
+        elif op < 0.8:
+            got = c.get(_SameHash(n), MISSING)
+            assert got == model.get(n, MISSING)
+            if n in model:
+                model.move_to_end(n, last=False)
+        else:
+            assert c.delete(_SameHash(n)) == (model.pop(n, MISSING) is not MISSING)
+    assert [k.n for k in c.keys()] == list(model)
+
+
+class _EqChangesCache:
+    """A key whose __eq__ stores other keys in the cache being searched."""
+
+    cache: Any = None
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __hash__(self) -> int:
+        return 11
+
+    def __eq__(self, other: object) -> bool:
+        if self.cache is not None:
+            for i in range(5):
+                self.cache.set(("noise", self.n, i), i)
+        return isinstance(other, _EqChangesCache) and other.n == self.n
+
+
+def test_eq_that_changes_the_cache_mid_lookup(LRU: Any) -> None:
+    # Keys that call back in are unsupported, but must never crash nor corrupt the cache.
+    c = LRU(8)
+    for n in range(3):
+        c.set(_EqChangesCache(n), n)
+    _EqChangesCache.cache = c
+    try:
+        for n in range(3):
+            c.get(_EqChangesCache(n))
+            c.set(_EqChangesCache(n + 10), n)
+    finally:
+        _EqChangesCache.cache = None
+    _consistent(c)
+    assert len(c) == 8
+
+
+def test_cycles_through_stored_values_are_collected(LRU: Any) -> None:
+    class Holder:
+        pass
+
+    gc.collect()
+    c = LRU(4)
+    h = Holder()
+    h.cache = c  # type: ignore[attr-defined]
+    c.set("me", h)
+    c.set(Holder(), "key side too")
+    alive = weakref.ref(h)
+    del c, h
+    gc.collect()
+    assert alive() is None
 
 
 # -- differential test ------------------------------------------------------------------

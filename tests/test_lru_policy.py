@@ -625,9 +625,29 @@ def test_twins_agree_on_a_skewed_workload(seed: int) -> None:
 def test_twins_share_their_constants() -> None:
     import mlcache._lru_py as pure
 
-    assert (ENTRY_OVERHEAD, POLICIES) == (pure.ENTRY_OVERHEAD, pure.POLICIES) == (136, ("lru", "tinylfu"))
+    assert (ENTRY_OVERHEAD, POLICIES) == (pure.ENTRY_OVERHEAD, pure.POLICIES) == (80, ("lru", "tinylfu"))
     if not NO_EXTENSIONS:
         import mlcache._lru as compiled
 
         assert (compiled.ENTRY_OVERHEAD, compiled.MAX_ENTRY_SIZE, compiled.POLICIES) == (
             pure.ENTRY_OVERHEAD, pure.MAX_ENTRY_SIZE, pure.POLICIES)
+
+
+@pytest.mark.skipif(NO_EXTENSIONS, reason="only the pure LRU exists without extensions")
+@pytest.mark.parametrize("entries", [1_000, 12_000, 40_000])
+def test_entry_overhead_covers_what_the_compiled_table_spends(entries: int) -> None:
+    """ENTRY_OVERHEAD is charged per entry; the compiled table must not spend more."""
+    import tracemalloc
+
+    keys = [f"k{i}" for i in range(entries)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        c = _compiled()(entries)
+        for k in keys:
+            c.set(k, k)
+        spent = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(c) == entries
+    assert spent / entries <= ENTRY_OVERHEAD

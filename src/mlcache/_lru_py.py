@@ -11,9 +11,9 @@ threaded through a sentinel.  Under the default ``"lru"`` policy there is one li
 ``_protected`` form the main segmented LRU; a node's ``queue`` says which list holds it.  The
 invariant everything relies on is "a node is linked into a list if and only if the dict holds
 it": removals take the node out of the dict first and unlink whatever the dict gave back.  The
-compiled twin links nodes with borrowed C pointers, so there a broken invariant would be a
-use-after-free rather than a wrong answer; this file follows the same steps so the two cannot
-drift apart, including every integer and floating-point operation of the policy.
+compiled twin keeps its entries and their links in one C hash table instead (see
+``_lru_table.h``), but follows the same steps so the two cannot drift apart, including every
+integer and floating-point operation of the policy.
 
 W-TinyLFU, as this module does it (numbers chosen by replaying real traces, see
 benchmarks/hit_ratio.py and benchmarks/results/hit_ratio.md):
@@ -64,9 +64,9 @@ __all__ = ["ENTRY_OVERHEAD", "LRU", "MAX_ENTRY_SIZE", "POLICIES"]
 _MAX_SIZE: Final = sys.maxsize
 
 POLICIES: Final = ("lru", "tinylfu")
-# Bytes charged per entry on top of its size: the compiled node (96 bytes with its GC header)
-# plus its share of the dict (about 40 bytes at the usual load factor).
-ENTRY_OVERHEAD: Final = 136
+# Bytes charged per entry on top of its size: what the compiled table spends per entry, a
+# 56-byte entry plus its share of the index (12 to 24 bytes: 8-byte slots, 1/3 to 2/3 full).
+ENTRY_OVERHEAD: Final = 80
 # The largest accepted ``size``: keeps the running total of bytes far from 64-bit overflow.
 MAX_ENTRY_SIZE: Final = 1 << 48
 
