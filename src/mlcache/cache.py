@@ -155,11 +155,11 @@ class MultiLevelCache:
             return value, "L1"
         if not self._below:
             return None, None
-        value, depth = await self._fetch_below(key)
-        return (None, None) if value is _MISS else (value, f"L{depth}")
+        value, name = await self._fetch_below(key)
+        return (None, None) if value is _MISS else (value, name)
 
-    async def _fetch_below(self, key: str) -> tuple[Any, int]:
-        """Look ``key`` up in L2 then L3; promote a hit upward.  Returns (value, level number)."""
+    async def _fetch_below(self, key: str) -> tuple[Any, Optional[str]]:
+        """Look ``key`` up in L2 then L3; promote a hit upward.  Returns (value, level name)."""
         self._require_started()
         for depth, level in enumerate(self._below):
             entry = await level.fetch(key)
@@ -169,8 +169,10 @@ class MultiLevelCache:
             if value is _MISS:
                 continue
             await self._promote(key, value, entry, self._below[:depth])
-            return value, depth + 2
-        return _MISS, 0
+            # The level's own name: a position in _below said "L2" for an L3 hit when no
+            # Redis was configured (test_faults_servers found it).
+            return value, level.name
+        return _MISS, None
 
     async def _promote(self, key: str, value: Any, entry: Entry, uppers: tuple[SharedLevel, ...]) -> None:
         # The remaining lifetime travels with the value: an upper level forgets it no later

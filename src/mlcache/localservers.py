@@ -769,15 +769,21 @@ class PostgresServer:
                 )
             time.sleep(0.1)
 
-    def restart(self) -> None:
-        """pg_ctl restart (fast shutdown): same port and data, new postmaster pid."""
+    def restart(self, mode: str = "fast") -> None:
+        """pg_ctl restart: same port and data, new postmaster pid.
+
+        ``mode`` is pg_ctl's shutdown mode: "fast" (the default) or "immediate", which kills
+        the backends without a clean shutdown, as a crash would (crash recovery on start).
+        """
+        if mode not in ("smart", "fast", "immediate"):
+            raise ValueError(f"unknown pg_ctl shutdown mode {mode!r}")
         if self._pid is None or self.datadir is None or self.log_path is None:
             raise LocalServerError(f"{self!r} is not started")
         offset = _file_size(self.log_path)
         res = self._run(
             [
                 self._tool("pg_ctl"), "-D", self.datadir, "-l", self.log_path,
-                "-m", "fast", "-w", "-t", str(int(self.start_timeout)), "restart",
+                "-m", mode, "-w", "-t", str(int(self.start_timeout)), "restart",
             ],
             timeout=self.start_timeout + 60,
         )
