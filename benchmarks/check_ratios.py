@@ -164,6 +164,9 @@ def build(loop: asyncio.AbstractEventLoop, full: bool) -> tuple[list[Contestant]
         py = mlcache.PyLRU(N_KEYS)
         filled(py, py.set)
         out.append(Contestant(g, "mlcache.PyLRU.get", sync_get(py.get, stream)))
+        tiny = mlcache.LRU(N_KEYS, policy="tinylfu")
+        filled(tiny, tiny.set)
+        out.append(Contestant(g, "mlcache.LRU.get (policy=tinylfu)", sync_get(tiny.get, stream)))
         _optional_peers(out, g, stream, filled, cleanup)
 
     g = "await-get-hit"
@@ -492,6 +495,7 @@ def _targets(res: Results) -> list[tuple[str, str, bool]]:
 
     ratio("LRU.get hit / cachebox get hit", "mlcache.LRU.get", "cachebox.LRUCache.get", 1.0)
     ratio("LRU.get hit / dict.get", "mlcache.LRU.get", "dict.get", 0.5)
+    ratio("LRU.get hit, tinylfu / lru", "mlcache.LRU.get (policy=tinylfu)", "mlcache.LRU.get", 0.8)
     ratio("LRU.set / cachebox.insert, update", "mlcache.LRU.set", "cachebox.LRUCache.insert", 1.0)
     ratio("LRU.set / cachebox.insert, insert+evict", "mlcache.LRU.set (evicting)",
           "cachebox.LRUCache.insert (evicting)", 1.0)

@@ -115,6 +115,7 @@ cdef extern from "_lru_table.h":
     Py_hash_t mlc_hash(object key) except? -1
     int mlc_table_init(mlc_table* t, Py_ssize_t hint) except -1
     Py_ssize_t mlc_lookup(mlc_table* t, object key, Py_hash_t h) except -1
+    Py_ssize_t mlc_lookup_spread(mlc_table* t, object key, Py_hash_t h, uint64_t x) except -1
     Py_ssize_t mlc_insert(mlc_table* t, object key, Py_hash_t h, object value,
                           double expires_at, Py_ssize_t charge) except -1
     void mlc_take(mlc_table* t, unsigned int n, PyObject** key, PyObject** value) noexcept
@@ -807,14 +808,21 @@ A bounded in-process cache with a choice of policy, optional TTLs, sizes and sta
                 break
             self._move(n, _PROBATION)
 
-    cdef inline void _touch(self, unsigned int n) noexcept:
-        """A tinylfu access to a stored entry (a get hit or a set of a stored key)."""
+    cdef inline void _touch(self, unsigned int n, uint64_t spread) noexcept:
+        """A tinylfu access to stored entry ``n`` (a get hit or a set of a stored key);
+        ``spread`` is mlc_spread of its hash."""
         cdef mlc_entry* e = self._t.e
         cdef unsigned char queue = e[n].queue
-        self._sketch_increment(e[n].hash)
+        self._sketch_count(spread)
         if queue == _WINDOW or queue == _PROTECTED:
             mlc_move_to_front(e, queue, n)
-        elif self._prot_max == 0 or (
+        else:
+            self._touch_probation(n)
+
+    cdef void _touch_probation(self, unsigned int n) noexcept:
+        # Out of line so that the common case above stays small enough to be inlined.
+        cdef mlc_entry* e = self._t.e
+        if self._prot_max == 0 or (
                 self._max_mem >= 0 and e[n].charge > self._prot_max_bytes):
             mlc_move_to_front(e, _PROBATION, n)
         else:
@@ -864,12 +872,23 @@ A bounded in-process cache with a choice of policy, optional TTLs, sizes and sta
         # the counters.
         if not mlc_door_test_set(self._door, mask, mlc_spread(<uint64_t>h ^ _DOOR_SALT)):
             return
-        if mlc_sketch_increment(self._table, mask >> 3, mlc_spread(<uint64_t>h)):
+        self._sketch_count(mlc_spread(<uint64_t>h))
+
+    cdef inline void _sketch_count(self, uint64_t spread) noexcept:
+        # A hit counts directly, past the doorkeeper (see the twin); ``spread`` is
+        # mlc_spread(hash).
+        cdef uint64_t mask = <uint64_t>self._table_len - 1
+        if self._table is NULL:
+            return
+        if mlc_sketch_increment(self._table, mask >> 3, spread):
             self._sketch_size += 1
             if self._sketch_size >= self._sketch_sample:
-                # Aging: O(table) once per _SKETCH_SAMPLE x rated increments, O(1) amortized.
-                self._sketch_size = (self._sketch_size - (mlc_sketch_age(self._table, self._table_len) >> 2)) >> 1
-                memset(self._door, 0, <size_t>self._table_len * sizeof(uint64_t))
+                self._sketch_age()
+
+    cdef void _sketch_age(self) noexcept:
+        # Aging: O(table) once per _SKETCH_SAMPLE x rated increments, O(1) amortized.
+        self._sketch_size = (self._sketch_size - (mlc_sketch_age(self._table, self._table_len) >> 2)) >> 1
+        memset(self._door, 0, <size_t>self._table_len * sizeof(uint64_t))
 
     cdef inline int _frequency(self, Py_hash_t h) noexcept:
         cdef uint64_t mask = <uint64_t>self._table_len - 1
@@ -932,7 +951,9 @@ A bounded in-process cache with a choice of policy, optional TTLs, sizes and sta
         """The value for ``key`` (now the most recently used), else ``default``; counted."""
         # From the lookup to the return nothing runs Python code, so the entry stays put.
         cdef Py_hash_t h = mlc_hash(key)
-        cdef Py_ssize_t n = mlc_lookup(&self._t, key, h)
+        # Spread once: the index's tag and tinylfu's counters both come from it.
+        cdef uint64_t spread = mlc_spread(<uint64_t>h)
+        cdef Py_ssize_t n = mlc_lookup_spread(&self._t, key, h, spread)
         cdef mlc_entry* x
         if n == 0:
             self._misses += 1
@@ -945,7 +966,7 @@ A bounded in-process cache with a choice of policy, optional TTLs, sizes and sta
             self._collect_expired(<unsigned int>n)
             return default
         if self._tinylfu:
-            self._touch(<unsigned int>n)
+            self._touch(<unsigned int>n, spread)
         else:
             mlc_move_to_front(self._t.e, _WINDOW, <unsigned int>n)
         self._hits += 1
@@ -1044,7 +1065,7 @@ A bounded in-process cache with a choice of policy, optional TTLs, sizes and sta
                 self._evict_overflow(<unsigned int>n)
             return None
         if self._tinylfu:
-            self._touch(<unsigned int>n)
+            self._touch(<unsigned int>n, mlc_spread(<uint64_t>h))
         else:
             mlc_move_to_front(self._t.e, _WINDOW, <unsigned int>n)
         x = &self._t.e[n]

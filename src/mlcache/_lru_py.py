@@ -596,7 +596,7 @@ class LRU:
 
     def _touch(self, node: _Node) -> None:
         """A tinylfu access to a stored entry (a get hit or a set of a stored key)."""
-        self._sketch_increment(node.hash)
+        self._sketch_count(node.hash)
         queue = node.queue
         if queue == _WINDOW:
             self._move_to_front(self._root, node)
@@ -652,6 +652,16 @@ class LRU:
         # the counters.
         if not _door_test(self._door, mask, _spread(h ^ _DOOR_SALT), True):
             return
+        self._sketch_count(h)
+
+    def _sketch_count(self, h: int) -> None:
+        # A hit counts here directly, past the doorkeeper: the key was stored, so it has been
+        # seen before, which is all the doorkeeper checks; skipping it spares the hot path two
+        # random memory reads.
+        table = self._table
+        if not table:
+            return
+        mask = len(table) - 1
         x = _spread(h)
         block = (x & (mask >> 3)) << 3
         selectors = x >> 32
