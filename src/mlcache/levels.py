@@ -18,6 +18,9 @@ from .tiers.base import Entry, Tier
 log = logging.getLogger("mlcache")
 
 # Upper bounds (seconds) of the read-latency histogram kept for L2/L3: 0.1 ms to 2.5 s.
+# Seconds between two warnings about one failing level.
+LOG_EVERY = 1.0
+
 LATENCY_BOUNDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -67,6 +70,8 @@ class SharedLevel:
         self.hits = 0
         self.misses = 0
         self.errors = 0
+        self._errors_logged = 0
+        self._log_after = 0.0
         self.corrupt = 0
         self.writes = 0
         self.skipped_writes = 0
@@ -118,7 +123,16 @@ class SharedLevel:
         self.errors += 1
         if self.strict:
             raise exc
-        log.warning("%s %s failed, carrying on without it: %s", self.name, action, exc)
+        # At most one warning per level per LOG_EVERY seconds, with the count it stands for: a
+        # line per failure turned an outage under load into tens of thousands of log lines a
+        # second (and memory, wherever logs are buffered); the counters keep every failure.
+        now = time.monotonic()
+        if now >= self._log_after:
+            self._log_after = now + LOG_EVERY
+            more = self.errors - self._errors_logged - 1
+            self._errors_logged = self.errors
+            log.warning("%s %s failed, carrying on without it: %s%s", self.name, action, exc,
+                        f" (and {more} more failures since the last warning)" if more > 0 else "")
 
     async def _redelete(self, keys: Sequence[str]) -> int:
         if not self.breaker.allow():
