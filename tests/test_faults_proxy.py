@@ -143,3 +143,22 @@ async def test_l3_through_a_faulty_network(mode: str, postgres_url: str, namespa
             assert proxy.open_connections == pool["size"]
     finally:
         await proxy.close()
+
+
+async def test_a_late_reply_does_not_close_the_breaker(redis_url: str, namespace: str) -> None:
+    # Regression: a reply arriving after its caller's deadline counted as a success and closed
+    # the breaker, so under added latency it flapped and callers kept paying the deadline.
+    proxy = await FaultProxy.start(_port(redis_url))
+    config = {"redis_url": f"redis://127.0.0.1:{proxy.port}/0", "postgres_url": None, "key_prefix": namespace,
+              "l2": {"read_timeout": L2_READ, "breaker_failures": 1, "breaker_reset": 30.0}}
+    try:
+        async with MultiLevelCache(config) as cache:
+            await cache.put("k", 1)
+            cache.l1_cache.lru.delete("k")
+            proxy.latency(4 * L2_READ)
+            assert await cache.get("k") is None                      # the deadline passed: a miss
+            assert cache.l2_cache.breaker.state == "open"
+            await wait_until(lambda: not cache.l2_cache.loader._tasks, 2, "the late reply arriving")
+            assert cache.l2_cache.breaker.state == "open"
+    finally:
+        await proxy.close()
