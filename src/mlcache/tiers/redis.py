@@ -1,31 +1,34 @@
-"""L2: Redis through redis-py's asyncio client, replies parsed by hiredis."""
+"""L2: Redis, through mlcache's own small RESP client (tiers/resp.py), replies parsed by hiredis.
+
+Every L2 command goes through one ``resp.Pool``: the hot ones (the GET+PTTL and SET scripts,
+SET PX, DEL) because redis-py's asyncio client spent ~100 µs of Python per command and could
+lose a cancellation mid-command; the cold ones (SCAN+UNLINK, INFO, PING) too, so that L2 has
+one pool, one set of sockets to count and one failure behaviour, and no second client.
+"""
 from __future__ import annotations
 
 import math
 from typing import Any, Optional, Sequence
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff, NoBackoff
-
 from ..config import L2Config
+from ..errors import TierError, TierUnavailableError
 from .base import Entry, map_exceptions
+from .resp import Pool, RespError, Script
 
 LEVEL = "L2"
 
 # One round trip for many keys, each with its remaining lifetime from Redis' own clock.
-# (A pipeline of GET+PTTL pairs costs redis-py ~10 us of Python per command; the script
-# costs one command.)  false, not nil, marks a missing key: nil would end the Lua array.
-_GET_MANY = """
+# false, not nil, marks a missing key: nil would end the Lua array.
+_GET_MANY = Script("""
 local out = {}
 for i, key in ipairs(KEYS) do
   out[2 * i - 1] = redis.call('GET', key)
   out[2 * i] = redis.call('PTTL', key)
 end
 return out
-"""
+""")
 # ARGV holds value, ttl-in-ms pairs; a ttl of 0 means no expiry.
-_SET_MANY = """
+_SET_MANY = Script("""
 for i, key in ipairs(KEYS) do
   local ttl = tonumber(ARGV[2 * i])
   if ttl > 0 then
@@ -35,7 +38,7 @@ for i, key in ipairs(KEYS) do
   end
 end
 return #KEYS
-"""
+""")
 
 
 def _glob_escape(text: str) -> str:
@@ -43,8 +46,42 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
+def _px(ttl: float) -> int:
+    # Round up: a sub-millisecond remainder must not become "PX 0" (an error).
+    return max(1, math.ceil(ttl * 1000))
+
+
+def _error(exc: Exception, action: str) -> TierError:
+    """The TierError for a failed command.  A refusal by Redis names its error code (OOM,
+    NOPERM, WRONGPASS...), which never holds a key, a value or a password."""
+    if isinstance(exc, RespError):
+        return TierUnavailableError(LEVEL, f"{action} refused by Redis ({exc.code})")
+    try:
+        with map_exceptions(LEVEL, action):
+            raise exc
+    except TierError as err:
+        return err
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _entries(flat: list[Any]) -> list[Optional[Entry]]:
+    out: list[Optional[Entry]] = []
+    for i in range(0, len(flat), 2):
+        data, pttl = flat[i], flat[i + 1]
+        if data is None or pttl == -2:
+            out.append(None)
+        else:
+            out.append(Entry(data, None if pttl == -1 else pttl / 1000.0))
+    return out
+
+
 class RedisTier:
-    """Stores envelopes under ``{key_prefix}:{key}`` with millisecond expiry (PX)."""
+    """Stores envelopes under ``{key_prefix}:{key}`` with millisecond expiry (PX).
+
+    ``health_check_interval`` and ``retry_on_timeout`` (redis-py settings) do not apply: the
+    client sees a server's close at once (it always reads), a silent peer is caught by the
+    socket timeout, and a retry would only stretch a caller's wait past the level's deadline.
+    """
 
     name = LEVEL
 
@@ -53,52 +90,57 @@ class RedisTier:
         self.config = config
         self._prefix = config.key_prefix + ":"
         self._match = _glob_escape(self._prefix) + "*"
-        kwargs: dict[str, Any] = dict(
+        tls = config.redis_url.startswith("rediss://")
+        self._pool = Pool(
+            config.redis_url,
             max_connections=config.max_connections,
-            health_check_interval=config.health_check_interval,
             socket_timeout=config.socket_timeout,
-            socket_connect_timeout=config.socket_connect_timeout,
-            # One quick retry on a timeout at most: redis-py's default retries with backoff
-            # would stretch a hung server into seconds per call.
-            retry=Retry(ExponentialBackoff(cap=0.05, base=0.005), 1) if config.retry_on_timeout
-            else Retry(NoBackoff(), 0),
-            retry_on_timeout=config.retry_on_timeout,
-            decode_responses=False,
+            connect_timeout=config.socket_connect_timeout,
+            ssl_keyfile=config.redis_ssl_keyfile if tls else None,
+            ssl_certfile=config.redis_ssl_certfile if tls else None,
+            ssl_ca_certs=config.redis_ssl_ca_certs if tls else None,
             client_name="mlcache",
         )
-        if config.redis_url.startswith("rediss://"):
-            for opt in ("keyfile", "certfile", "ca_certs"):
-                value = getattr(config, f"redis_ssl_{opt}")
-                if value is not None:
-                    kwargs[f"ssl_{opt}"] = value
-        self._client: aioredis.Redis = aioredis.Redis.from_url(config.redis_url, **kwargs)
-        self._get_many = self._client.register_script(_GET_MANY)
-        self._set_many = self._client.register_script(_SET_MANY)
+        self._client = _PoolView(self._pool)
 
     def redis_key(self, key: str) -> str:
         return self._prefix + key
 
+    def pool_stats(self) -> dict[str, int]:
+        """Connections open, and how many owe replies: ``{"connected": n, "in_use": m}``."""
+        return self._pool.stats()
+
     async def start(self) -> None:
-        with map_exceptions(LEVEL, "PING"):
-            await self._client.ping()
+        try:
+            await self._pool.execute("PING")
+        except Exception as exc:
+            raise _error(exc, "PING") from exc
 
     async def get(self, key: str) -> Optional[Entry]:
-        # The bulk script with one key: one command, where a GET+PTTL pipeline costs redis-py
-        # two (measured here: 14.2K vs 11.3K sequential gets/s; a bare GET does 17.8K).
-        return (await self.get_many((key,)))[0]
+        try:
+            data, pttl = await self._pool.evalsha(_GET_MANY, (self._prefix + key,))
+        except Exception as exc:
+            raise _error(exc, "GET") from exc
+        if data is None or pttl == -2:
+            return None
+        return Entry(data, None if pttl == -1 else pttl / 1000.0)
 
     async def get_many(self, keys: Sequence[str]) -> list[Optional[Entry]]:
         prefix = self._prefix
-        with map_exceptions(LEVEL, "GET many"):
-            flat = await self._get_many(keys=[prefix + k for k in keys])
-        out: list[Optional[Entry]] = []
-        for i in range(0, len(flat), 2):
-            data, pttl = flat[i], flat[i + 1]
-            if data is None or pttl == -2:
-                out.append(None)
+        try:
+            flat = await self._pool.evalsha(_GET_MANY, [prefix + k for k in keys])
+        except Exception as exc:
+            raise _error(exc, "GET many") from exc
+        return _entries(flat)
+
+    async def set(self, key: str, data: bytes, ttl: Optional[float]) -> None:
+        try:
+            if ttl is None:
+                await self._pool.execute("SET", self._prefix + key, data)
             else:
-                out.append(Entry(data, None if pttl == -1 else pttl / 1000.0))
-        return out
+                await self._pool.execute("SET", self._prefix + key, data, "PX", _px(ttl))
+        except Exception as exc:
+            raise _error(exc, "SET") from exc
 
     async def set_many(self, items: Sequence[tuple[str, bytes, Optional[float]]]) -> None:
         keys: list[str] = []
@@ -106,54 +148,78 @@ class RedisTier:
         for key, data, ttl in items:
             keys.append(self._prefix + key)
             args.append(data)
-            args.append(0 if ttl is None else max(1, math.ceil(ttl * 1000)))
-        with map_exceptions(LEVEL, "SET many"):
-            await self._set_many(keys=keys, args=args)
-
-    async def delete_many(self, keys: Sequence[str]) -> int:
-        with map_exceptions(LEVEL, "DEL many"):
-            return int(await self._client.delete(*[self._prefix + k for k in keys]))
-
-    async def set(self, key: str, data: bytes, ttl: Optional[float]) -> None:
-        with map_exceptions(LEVEL, "SET"):
-            if ttl is None:
-                await self._client.set(self._prefix + key, data)
-            else:
-                # Round up: a sub-millisecond remainder must not become "PX 0" (an error).
-                await self._client.set(self._prefix + key, data, px=max(1, math.ceil(ttl * 1000)))
+            args.append(0 if ttl is None else _px(ttl))
+        try:
+            await self._pool.evalsha(_SET_MANY, keys, args)
+        except Exception as exc:
+            raise _error(exc, "SET many") from exc
 
     async def delete(self, key: str) -> bool:
-        with map_exceptions(LEVEL, "DEL"):
-            return bool(await self._client.delete(self._prefix + key))
+        try:
+            return bool(await self._pool.execute("DEL", self._prefix + key))
+        except Exception as exc:
+            raise _error(exc, "DEL") from exc
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        try:
+            return int(await self._pool.execute("DEL", *[self._prefix + k for k in keys]))
+        except Exception as exc:
+            raise _error(exc, "DEL many") from exc
+
+    async def _scan(self, action: str, each_batch: Any) -> int:
+        """SCAN this prefix's keys, 1000 at a time, handing every batch to ``each_batch``."""
+        cursor, total = b"0", 0
+        try:
+            while True:
+                cursor, batch = await self._pool.execute("SCAN", cursor, "MATCH", self._match, "COUNT", 1000)
+                if batch:
+                    total += await each_batch(batch)
+                if cursor == b"0":
+                    return total
+        except Exception as exc:
+            raise _error(exc, action) from exc
 
     async def clear(self) -> int:
         """Remove every key under this cache's prefix (SCAN + UNLINK, never KEYS/FLUSHDB)."""
-        removed = 0
-        with map_exceptions(LEVEL, "clear"):
-            batch: list[bytes] = []
-            async for rkey in self._client.scan_iter(match=self._match, count=1000):
-                batch.append(rkey)
-                if len(batch) >= 1000:
-                    removed += await self._client.unlink(*batch)
-                    batch.clear()
-            if batch:
-                removed += await self._client.unlink(*batch)
-        return removed
+        async def unlink(batch: list[bytes]) -> int:
+            return int(await self._pool.execute("UNLINK", *batch))
+        return await self._scan("clear", unlink)
 
     async def count(self) -> int:
         """Keys under this prefix.  A full SCAN: meant for stats, not for hot paths."""
-        n = 0
-        with map_exceptions(LEVEL, "count"):
-            async for _ in self._client.scan_iter(match=self._match, count=1000):
-                n += 1
-        return n
+        async def size(batch: list[bytes]) -> int:
+            return len(batch)
+        return await self._scan("count", size)
 
     async def size_bytes(self) -> int:
         """The Redis server's ``used_memory``: shared by every tenant of that server."""
-        with map_exceptions(LEVEL, "INFO"):
-            info = await self._client.info("memory")
-        return int(info.get("used_memory", 0))
+        try:
+            info: bytes = await self._pool.execute("INFO", "memory")
+        except Exception as exc:
+            raise _error(exc, "INFO") from exc
+        for line in info.splitlines():
+            if line.startswith(b"used_memory:"):
+                return int(line.partition(b":")[2])
+        return 0
 
     async def close(self) -> None:
         with map_exceptions(LEVEL, "close"):
-            await self._client.aclose()
+            await self._pool.aclose()
+
+
+class _PoolView:
+    """The shape of redis-py's pool (``connection_pool._available_connections`` /
+    ``_in_use_connections``) that tests/faultload.py reads as ``tier._client``; it can go
+    once that helper reads :meth:`RedisTier.pool_stats` instead."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.connection_pool = self
+        self._pool = pool
+
+    @property
+    def _available_connections(self) -> list[Any]:
+        return [c for c in self._pool.connections if not c.waiters]
+
+    @property
+    def _in_use_connections(self) -> list[Any]:
+        return [c for c in self._pool.connections if c.waiters]
