@@ -65,14 +65,9 @@ def _error(exc: Exception, action: str) -> TierError:
 
 
 def _entries(flat: list[Any]) -> list[Optional[Entry]]:
-    out: list[Optional[Entry]] = []
-    for i in range(0, len(flat), 2):
-        data, pttl = flat[i], flat[i + 1]
-        if data is None or pttl == -2:
-            out.append(None)
-        else:
-            out.append(Entry(data, None if pttl == -1 else pttl / 1000.0))
-    return out
+    # The script's value, pttl pairs; PTTL -2: gone between the two calls, -1: no expiry.
+    return [None if data is None or pttl == -2 else Entry(data, None if pttl == -1 else pttl / 1000.0)
+            for data, pttl in zip(flat[::2], flat[1::2])]
 
 
 class RedisTier:
