@@ -148,4 +148,7 @@ def pg_pool(cache: MultiLevelCache) -> Optional[dict[str, int]]:
     pool = cache.l3_cache.tier._pool  # type: ignore[union-attr]
     if pool is None:
         return None
-    return {"size": pool.get_size(), "idle": pool.get_idle_size(), "max": pool.get_max_size()}
+    tier = cache.l3_cache.tier  # type: ignore[union-attr]
+    # The connection L3 keeps out of the pool for lone reads is idle whenever no read runs on it.
+    solo_idle = int(tier._solo is not None and not tier._solo_busy)
+    return {"size": pool.get_size(), "idle": pool.get_idle_size() + solo_idle, "max": pool.get_max_size()}

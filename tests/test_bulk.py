@@ -177,6 +177,51 @@ async def test_cancelled_waiter_leaves_the_batch_alone() -> None:
     assert f.calls == [["x"]]
 
 
+async def test_direct_loader_runs_a_lone_call_in_the_callers_task() -> None:
+    f = Fetcher(delay=0.01)
+    seen: list[Any] = []
+
+    async def one(key: str) -> str:
+        seen.append(asyncio.current_task())
+        return await f.one(key)
+
+    loader = BatchLoader(one, f.many, direct=True)
+    assert await loader.load("a") == "A"
+    assert seen == [asyncio.current_task()] and (loader.batches, loader.keys_fetched) == (1, 1)
+    # Callers arriving while it runs share its key, or batch the others among themselves.
+    results = await asyncio.gather(*(loader.load(k) for k in ["b", "b", "c", "d", "c"]))
+    assert results == ["B", "B", "C", "D", "C"]
+    assert sorted(map(sorted, f.calls[1:])) == [["b"], ["c", "d"]]
+
+
+async def test_direct_loader_hands_a_cancelled_call_to_the_callers_sharing_it() -> None:
+    f = Fetcher(delay=0.05)
+    loader = BatchLoader(f.one, f.many, direct=True)
+    a = asyncio.create_task(loader.load("x"))
+    await asyncio.sleep(0.01)            # a is the direct call, in flight
+    b = asyncio.create_task(loader.load("x"))
+    await asyncio.sleep(0.01)
+    a.cancel()
+    assert await b == "X"                # fetched again for b, not cancelled with a
+    with pytest.raises(asyncio.CancelledError):
+        await a
+    assert f.calls == [["x"], ["x"]] and not loader._inflight and not loader._pending
+
+
+async def test_direct_loader_timeout_is_the_callers_alone() -> None:
+    f = Fetcher(delay=0.2)
+    loader = BatchLoader(f.one, f.many, direct=True)
+    a = asyncio.create_task(loader.load("x", timeout=0.02))
+    await asyncio.sleep(0.005)
+    b = asyncio.create_task(loader.load("x", timeout=2.0))
+    with pytest.raises(asyncio.TimeoutError):
+        await a
+    assert await b == "X"
+    f.fail = True                       # an error reaches the direct caller as itself
+    with pytest.raises(TierError):
+        await loader.load("y")
+
+
 async def test_concurrent_puts_are_batched_and_last_write_wins(cache: MultiLevelCache, cache_config: dict,
                                                               direct: Any) -> None:
     await asyncio.gather(*(cache.put(f"w{i % 40}", i, ttl_seconds=60) for i in range(120)))

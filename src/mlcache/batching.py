@@ -8,6 +8,9 @@ event loop finishes its current iteration, then sends them as one bulk call:
   ``max_batch`` keys leaves at once;
 - a key already pending or in flight is not fetched again: its callers share one future;
 - a lone caller takes the single-key path, so it pays one scheduling step over the driver;
+  with ``direct=True`` (drivers that survive being cancelled mid-call) a caller that finds
+  nothing pending or in flight calls the driver itself, under ``asyncio.timeout``, and pays
+  no step at all; callers arriving meanwhile share its key or batch among themselves;
 - a caller that is cancelled stops waiting, but the batch, and the other callers, go on
   (the shared future is shielded).
 """
@@ -26,10 +29,12 @@ class BatchLoader(Generic[T]):
         fetch_many: Callable[[Sequence[str]], Awaitable[list[Optional[T]]]],
         *,
         max_batch: int = 256,
+        direct: bool = False,
     ) -> None:
         self._fetch_one = fetch_one
         self._fetch_many = fetch_many
         self.max_batch = max_batch
+        self.direct = direct
         self._pending: dict[str, asyncio.Future[Optional[T]]] = {}
         self._inflight: dict[str, asyncio.Future[Optional[T]]] = {}
         self._scheduled = False
@@ -40,6 +45,8 @@ class BatchLoader(Generic[T]):
     async def load(self, key: str, timeout: Optional[float] = None) -> Optional[T]:
         """The value for ``key`` from a shared bulk read; asyncio.TimeoutError after ``timeout``
         seconds (the batch itself goes on for the other callers)."""
+        if self.direct and not self._pending and not self._inflight:
+            return await self._load_direct(key, timeout)
         future = self._inflight.get(key) or self._pending.get(key)
         if future is None:
             future = asyncio.get_running_loop().create_future()
@@ -52,6 +59,45 @@ class BatchLoader(Generic[T]):
         if timeout is None:
             return await asyncio.shield(future)
         return await asyncio.wait_for(asyncio.shield(future), timeout)
+
+    async def _load_direct(self, key: str, timeout: Optional[float]) -> Optional[T]:
+        # The call runs in the caller's own task (no task, no shield, no timer of wait_for's):
+        # that is what makes a lone caller as fast as the driver.  It is in flight like a
+        # batch, so a caller asking for the same key meanwhile waits for this answer.
+        future: asyncio.Future[Optional[T]] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        self.batches += 1
+        self.keys_fetched += 1
+        try:
+            async with asyncio.timeout(timeout):
+                result = await self._fetch_one(key)
+        except Exception as exc:
+            if not isinstance(exc, TimeoutError):
+                future.set_exception(exc)
+                future.exception()  # retrieved: nobody else may be waiting
+                raise
+            self._hand_over(key, future)
+            raise
+        except BaseException:
+            # This caller was cancelled: whoever shares its key still wants the answer.
+            self._hand_over(key, future)
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            if self._inflight.get(key) is future:
+                del self._inflight[key]
+
+    def _hand_over(self, key: str, future: asyncio.Future[Optional[T]]) -> None:
+        """Queue ``key`` again for the callers sharing ``future`` (a batch fetches it)."""
+        if self._inflight.get(key) is future:
+            del self._inflight[key]
+        if key not in self._pending:
+            self._pending[key] = future
+            if not self._scheduled:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self._dispatch)
 
     def _dispatch(self) -> None:
         self._scheduled = False

@@ -56,7 +56,8 @@ class SharedLevel:
         # breaker learns from each round trip, not from each caller of it.
         read_t, write_t = cfg.read_timeout, cfg.write_timeout
         self.loader: BatchLoader[Entry] = BatchLoader(
-            self._guarded(tier.get, read_t), self._guarded(tier.get_many, read_t), max_batch=max_batch
+            self._guarded(tier.get, read_t), self._guarded(tier.get_many, read_t), max_batch=max_batch,
+            direct=getattr(tier, "cancel_safe", False),
         )
         self.writer: WriteBatcher[tuple[str, bytes, Optional[float]]] = WriteBatcher(
             self._guarded(lambda item: tier.set(*item), write_t), self._guarded(tier.set_many, write_t),
