@@ -231,6 +231,18 @@ def test_url_parsing_and_no_password_in_repr() -> None:
         Address.from_url("http://localhost")
 
 
+async def test_unix_socket(tmp_path: Any, namespace: str) -> None:
+    sock = tmp_path / "redis.sock"
+    with RedisServer(extra_args=["--unixsocket", str(sock), "--unixsocketperm", "777"]):
+        pool = Pool(f"unix://{sock}?db=2")
+        try:
+            await pool.execute("SET", "k", b"\x00unix")
+            assert await pool.execute("GET", "k") == b"\x00unix"
+            assert b"db=2" in await pool.execute("CLIENT", "INFO")
+        finally:
+            await pool.aclose()
+
+
 # --- faults and the pool --------------------------------------------------------------------
 
 async def test_server_killed_mid_command_fails_fast_and_the_pool_recovers(

@@ -108,6 +108,7 @@ class Connection(asyncio.Protocol):
         self.since = 0.0        # when the last reply came, or the first owed reply was asked for
         self.closed = False
         self._watchdog: Optional[asyncio.TimerHandle] = None
+        self._wbuf: Optional[list[bytes]] = None
         self._lost: asyncio.Future[None] = self._loop.create_future()
 
     @property
@@ -148,6 +149,12 @@ class Connection(asyncio.Protocol):
             if self._pool._room is not None:
                 self._pool._wake()
 
+    def eof_received(self) -> bool:
+        # The server closed its side: fail the waiters now, not when the transport gets round
+        # to connection_lost, and take no more commands meanwhile.
+        self.fail(lambda: ConnectionClosedError(f"Redis at {self._pool.address} closed the connection"))
+        return False
+
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self.fail(lambda: ConnectionClosedError(f"Redis at {self._pool.address} closed the connection"))
         if not self._lost.done():
@@ -163,12 +170,25 @@ class Connection(asyncio.Protocol):
             raise ConnectionClosedError(f"Redis at {self._pool.address}: connection already closed")
         future = self._loop.create_future()
         if not self.waiters:
+            # Idle: straight out, no added step for a lone caller.
             self.since = self._loop.time()
             if self._watchdog is None:
                 self._arm(self._pool.socket_timeout)
+            self._transport.write(packed)  # type: ignore[union-attr]
+        elif self._wbuf is None:
+            # Replies are owed anyway: hold the commands of this loop iteration and send them
+            # in one write (one syscall for many callers).
+            self._wbuf = [packed]
+            self._loop.call_soon(self._flush)
+        else:
+            self._wbuf.append(packed)
         self.waiters.append(future)
-        self._transport.write(packed)  # type: ignore[union-attr]
         return future
+
+    def _flush(self) -> None:
+        buf, self._wbuf = self._wbuf, None
+        if buf and not self.closed:
+            self._transport.write(b"".join(buf))  # type: ignore[union-attr]
 
     def _arm(self, delay: float) -> None:
         self._watchdog = self._loop.call_later(delay, self._check)
