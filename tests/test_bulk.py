@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from mlcache import MultiLevelCache, SerializationError, TierError
-from mlcache.batching import BatchLoader
+from mlcache.batching import BatchLoader, WriteBatcher
 
 MISSING = object()
 
@@ -210,13 +210,14 @@ async def test_direct_loader_hands_a_cancelled_call_to_the_callers_sharing_it() 
 
 async def test_direct_loader_timeout_is_the_callers_alone() -> None:
     f = Fetcher(delay=0.2)
-    loader = BatchLoader(f.one, f.many, direct=True)
-    a = asyncio.create_task(loader.load("x", timeout=0.02))
+    loader = BatchLoader(f.one, f.many, direct=True, timeout=0.1)
+    a = asyncio.create_task(loader.load("x"))
     await asyncio.sleep(0.005)
-    b = asyncio.create_task(loader.load("x", timeout=2.0))
+    b = asyncio.create_task(loader.load("x"))
+    f.delay = 0.01                       # the server recovers
     with pytest.raises(asyncio.TimeoutError):
         await a
-    assert await b == "X"
+    assert await b == "X"                # handed to a batch of its own
     f.fail = True                       # an error reaches the direct caller as itself
     with pytest.raises(TierError):
         await loader.load("y")
@@ -233,7 +234,6 @@ async def test_concurrent_puts_are_batched_and_last_write_wins(cache: MultiLevel
 
 
 async def test_write_batcher_errors_reach_every_writer() -> None:
-    from mlcache.batching import WriteBatcher
 
     async def fail(items: Any) -> None:
         raise TierError("L3", "down")
@@ -242,3 +242,27 @@ async def test_write_batcher_errors_reach_every_writer() -> None:
     results = await asyncio.gather(*(batcher.submit(i) for i in range(5)), return_exceptions=True)
     assert all(isinstance(r, TierError) for r in results)
     assert batcher.batches == 2
+
+
+async def test_a_batch_past_its_deadline_releases_its_callers_and_finishes_anyway() -> None:
+    f = Fetcher(delay=0.3)
+    loader = BatchLoader(f.one, f.many, timeout=0.05)
+    t0 = asyncio.get_running_loop().time()
+    results = await asyncio.gather(*(loader.load(k) for k in "abc"), return_exceptions=True)
+    waited = asyncio.get_running_loop().time() - t0
+    assert all(isinstance(r, asyncio.TimeoutError) for r in results) and waited < 0.25
+    (task,) = loader._tasks
+    await task                            # the driver call was never cancelled
+    assert f.calls == [["a", "b", "c"]] and not loader._inflight
+
+    written: list[Any] = []
+
+    async def slow_many(items: Any) -> None:
+        await asyncio.sleep(0.3)
+        written.extend(items)
+
+    batcher: WriteBatcher[int] = WriteBatcher(slow_many, slow_many, timeout=0.05)
+    results = await asyncio.gather(*(batcher.submit(i) for i in range(3)), return_exceptions=True)
+    assert all(isinstance(r, asyncio.TimeoutError) for r in results)
+    await asyncio.wait(list(batcher._tasks))
+    assert written == [0, 1, 2]

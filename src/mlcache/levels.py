@@ -57,11 +57,11 @@ class SharedLevel:
         read_t, write_t = cfg.read_timeout, cfg.write_timeout
         self.loader: BatchLoader[Entry] = BatchLoader(
             self._guarded(tier.get, read_t), self._guarded(tier.get_many, read_t), max_batch=max_batch,
-            direct=getattr(tier, "cancel_safe", False),
+            timeout=read_t, direct=getattr(tier, "cancel_safe", False),
         )
         self.writer: WriteBatcher[tuple[str, bytes, Optional[float]]] = WriteBatcher(
             self._guarded(lambda item: tier.set(*item), write_t), self._guarded(tier.set_many, write_t),
-            max_batch=max_batch,
+            max_batch=max_batch, timeout=write_t,
         )
         self.skipped = 0  # calls not made because the breaker was open
         # Deletes that failed: those keys are not read from this level until a retry lands.
@@ -153,7 +153,7 @@ class SharedLevel:
         t0 = time.perf_counter()
         try:
             try:
-                entry = await self.loader.load(key, self.read_timeout)
+                entry = await self.loader.load(key)
             except asyncio.TimeoutError:
                 raise self._deadline("read") from None
         except TierError as exc:
@@ -245,7 +245,7 @@ class SharedLevel:
             return False
         try:
             try:
-                await self.writer.submit((key, data, ttl), self.write_timeout)
+                await self.writer.submit((key, data, ttl))
             except asyncio.TimeoutError:
                 raise self._deadline("write") from None
         except TierError as exc:
