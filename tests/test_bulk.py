@@ -234,7 +234,6 @@ async def test_concurrent_puts_are_batched_and_last_write_wins(cache: MultiLevel
 
 
 async def test_write_batcher_errors_reach_every_writer() -> None:
-
     async def fail(items: Any) -> None:
         raise TierError("L3", "down")
 
