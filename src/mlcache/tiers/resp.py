@@ -363,12 +363,14 @@ class Pool:
 
     async def _open(self) -> Connection:
         conn = Connection(self)
+        handshake: list[asyncio.Future[Any]] = []
         try:
-            await asyncio.wait_for(self._setup(conn), self.connect_timeout)
+            await asyncio.wait_for(self._setup(conn, handshake), self.connect_timeout)
         except BaseException:
-            for future in conn.waiters:
-                future.cancel()  # handshake replies nobody will read now
             conn.fail(lambda: ConnectionClosedError("connection setup failed"))
+            for future in handshake:  # the replies after the first failure: nobody reads them
+                if not future.cancelled():
+                    future.exception()
             raise
         if self.closed:
             await conn.aclose()
@@ -376,7 +378,7 @@ class Pool:
         self.connections.append(conn)
         return conn
 
-    async def _setup(self, conn: Connection) -> None:
+    async def _setup(self, conn: Connection, handshake: list[asyncio.Future[Any]]) -> None:
         a = self.address
         if a.path:
             await self._loop.create_unix_connection(lambda: conn, a.path)
@@ -384,8 +386,8 @@ class Pool:
             await self._loop.create_connection(lambda: conn, a.host, a.port, ssl=self._ssl,
                                                server_hostname=a.host if self._ssl else None)
         # AUTH, SELECT and CLIENT SETNAME in one write; each reply checked in turn.
-        futures = [conn.request(cmd) for cmd in self._handshake]
-        for future in futures:
+        handshake.extend(conn.request(cmd) for cmd in self._handshake)
+        for future in handshake:
             await future
 
     def stats(self) -> dict[str, int]:
