@@ -160,27 +160,34 @@ class MultiLevelCache:
 
     async def _fetch_below(self, key: str) -> tuple[Any, Optional[str]]:
         """Look ``key`` up in L2 then L3; promote a hit upward.  Returns (value, level name)."""
-        self._require_started()
-        for depth, level in enumerate(self._below):
+        if not self._started:
+            self._require_started()
+        # One coroutine for the whole walk: decoding and promotion are inlined because each
+        # extra coroutine layer cost ~5% of a batched L2 get at 64 callers.
+        loads = self._serializer.loads
+        upper: Optional[SharedLevel] = None
+        for level in self._below:
             entry = await level.fetch(key)
             if entry is None:
+                upper = level
                 continue
-            value = await self._decode(level, key, entry)
-            if value is _MISS:
+            try:
+                value = loads(key, entry.data)
+            except SerializationError as exc:
+                await self._drop_corrupt(level, key, exc)
+                upper = level
                 continue
-            await self._promote(key, value, entry, self._below[:depth])
+            # The remaining lifetime travels with the value: an upper level forgets it no
+            # later than the level it came from.  (Two shared levels at most: L2 over L3.)
+            if upper is not None:
+                await upper.store(key, entry.data, entry.ttl)
+            ttl = entry.ttl
+            if ttl is None or ttl > 0:
+                self._l1.set(key, value, ttl, len(entry.data))
             # The level's own name: a position in _below said "L2" for an L3 hit when no
             # Redis was configured (test_faults_servers found it).
             return value, level.name
         return _MISS, None
-
-    async def _promote(self, key: str, value: Any, entry: Entry, uppers: tuple[SharedLevel, ...]) -> None:
-        # The remaining lifetime travels with the value: an upper level forgets it no later
-        # than the level it came from.
-        for upper in reversed(uppers):
-            await upper.store(key, entry.data, entry.ttl)
-        if entry.ttl is None or entry.ttl > 0:
-            self._l1.set(key, value, entry.ttl, len(entry.data))
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Look many keys up at once: ``{key: value}`` for the keys found at any level.
@@ -229,11 +236,14 @@ class MultiLevelCache:
         try:
             return self._serializer.loads(key, entry.data)
         except SerializationError as exc:
-            # Bytes we cannot read are a miss; removing them stops them costing every reader.
-            level.corrupt += 1
-            log.warning("%s: %s; deleting it", level.name, exc)
-            await level.discard(key)
+            await self._drop_corrupt(level, key, exc)
             return _MISS
+
+    async def _drop_corrupt(self, level: SharedLevel, key: str, exc: SerializationError) -> None:
+        # Bytes we cannot read are a miss; removing them stops them costing every reader.
+        level.corrupt += 1
+        log.warning("%s: %s; deleting it", level.name, exc)
+        await level.discard(key)
 
     # --- write path ------------------------------------------------------------------------
 
