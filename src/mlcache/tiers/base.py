@@ -33,6 +33,19 @@ class Tier(Protocol):
     async def close(self) -> None: ...
 
 
+def mapped(level: str, action: str, exc: Exception) -> TierError:
+    """The TierError that ``map_exceptions`` turns ``exc`` into, for hot paths that catch
+    inline (entering a generator-based context manager costs about a microsecond)."""
+    if isinstance(exc, TierError):
+        return exc
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return TierTimeoutError(level, f"{action} timed out")
+    name = type(exc).__name__
+    if "Timeout" in name:
+        return TierTimeoutError(level, f"{action} timed out ({name})")
+    return TierUnavailableError(level, f"{action} failed ({name})")
+
+
 @contextlib.contextmanager
 def map_exceptions(level: str, action: str) -> Iterator[None]:
     """Turn any driver exception into mlcache's own, so none escapes the package.

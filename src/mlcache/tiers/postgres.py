@@ -15,7 +15,7 @@ import asyncpg
 
 from ..config import L3Config
 from ..errors import TierError
-from .base import Entry, map_exceptions
+from .base import Entry, map_exceptions, mapped
 
 LEVEL = "L3"
 SWEEP_BATCH = 5000
@@ -159,12 +159,13 @@ class PostgresTier:
         else:
             self._solo_busy = True
             try:
-                with map_exceptions(LEVEL, "SELECT"):
-                    row = await stmt.fetchrow(key)
-            except BaseException:
+                row = await stmt.fetchrow(key)
+            except BaseException as exc:
                 # Whatever went wrong (a restart, a terminated backend, a cancelled query), the
                 # pool knows how to check and replace a connection; a fresh one is taken next.
                 self._drop_solo()
+                if isinstance(exc, Exception):
+                    raise mapped(LEVEL, "SELECT", exc) from exc
                 raise
             finally:
                 self._solo_busy = False
