@@ -79,6 +79,9 @@ class RedisTier:
     """
 
     name = LEVEL
+    # A command cancelled mid-flight leaves its reply to be read and dropped in order (see
+    # resp.py), so the cache may run a lone read in its caller's task under a plain timeout.
+    cancel_safe = True
 
     def __init__(self, config: L2Config) -> None:
         assert config.redis_url is not None
