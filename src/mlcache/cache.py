@@ -343,3 +343,39 @@ class MultiLevelCache:
             "l2_cache": l2,
             "l3_cache": l3,
         }
+
+    # --- loading (see loading.py) ---
+
+    # Typed Any so this block needs no imports at the top of the module (loading.Loading).
+    _loading: Any = None
+
+    @property
+    def loading(self) -> Any:
+        """The loads of :meth:`get_or_set` and ``cache_result``: ``cache.loading.stats()``."""
+        if self._loading is None:
+            from .loading import Loading
+
+            self._loading = Loading(self)
+        return self._loading
+
+    async def get_or_set(
+        self, key: str, loader: Any, ttl_seconds: Any = DEFAULT_TTL,
+        level: str = "L3", **options: Any,
+    ) -> Any:
+        """The value of ``key``; on a miss (or expiry) ``await loader()`` runs once per process
+        however many callers wait, and its result is stored as by :meth:`put`.
+
+        Options (README "Loading"; docs/loading.md): ``lease`` (once across processes),
+        ``lease_ttl``, ``lease_wait``, ``early_refresh`` (XFetch beta, 0 off), ``jitter``,
+        ``max_stale`` (fail-safe), ``load_timeout``, ``fail_backoff``, ``rng``.
+        """
+        from .loading import load_options
+
+        opts = load_options(ttl_seconds, level, self._default_ttl, **options)
+        return await self.loading.get_or_set(check_key(key), loader, opts)
+
+    async def _read_below(self, key: str, default: Any) -> Any:
+        """L2 then L3, never L1 (a lease waiter's L1 may hold its own expired copy)."""
+        value, _ = await self._fetch_below(key)
+        return default if value is _MISS else value
+
