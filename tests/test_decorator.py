@@ -143,3 +143,42 @@ def test_key_is_stable_across_processes() -> None:
     assert len(keys) == 1
     (key,) = keys
     assert key.startswith("mlcache.fn:app.module.expensive_operation:")
+
+
+async def test_first_caller_cancelled_does_not_cancel_the_shared_call(cache: MultiLevelCache) -> None:
+    # cache_result goes through get_or_set: the call runs in a task of its own.
+    runs = 0
+
+    @cache_result(cache, ttl_seconds=60)
+    async def slow(x: int) -> int:
+        nonlocal runs
+        runs += 1
+        await asyncio.sleep(0.2)
+        return x
+
+    first = asyncio.create_task(slow(3))
+    await asyncio.sleep(0.01)
+    waiter = asyncio.create_task(slow(3))
+    await asyncio.sleep(0.01)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await waiter == 3 and runs == 1
+
+
+async def test_loading_options_apply_to_the_decorator(cache: MultiLevelCache) -> None:
+    fail = False
+
+    @cache_result(cache, ttl_seconds=0.1, max_stale=60)
+    async def report(day: str) -> dict[str, str]:
+        if fail:
+            raise ConnectionError("database down")
+        return {"day": day}
+
+    assert await report("mon") == {"day": "mon"}
+    await asyncio.sleep(0.15)
+    fail = True
+    assert await report("mon") == {"day": "mon"}             # stale, served by fail-safe
+    assert cache.loading.stats()["stale_served"] == 1
+    with pytest.raises(TypeError, match="unexpected option"):
+        cache_result(cache, stale_for=1)
