@@ -306,3 +306,20 @@ async def test_lease_falls_back_to_per_process_when_redis_is_down(fresh_redis_se
             assert cache.loading.stats()["lease_unavailable"] == 1
     finally:
         await proxy.close()
+
+
+async def test_readme_example_runs(cache: MultiLevelCache) -> None:
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "get_or_set(" in b]
+
+    class Db:  # the application's database, as the example imagines it
+        async def fetch_user(self, user_id: int) -> dict[str, Any]:
+            return {"id": user_id}
+
+    scope: dict[str, Any] = {"cache": cache, "db": Db()}
+    exec(compile("async def example():\n" + textwrap.indent(block, "    ") + "    return user\n",
+                 "README.md", "exec"), scope)
+    assert await scope["example"]() == {"id": 123}
