@@ -94,7 +94,18 @@ async def test_ttl_none_never_expires(cache: MultiLevelCache, direct: Any) -> No
     await cache.put("forever", 1, ttl_seconds=None)
     assert await direct.redis_pttl("forever") == -1
     assert (await direct.row("forever"))["expires_at"] is None
-    assert cache.l1_cache.lru.ttl("forever") is None
+    # L1 alone is capped (l1.max_ttl, 300 s by default): the last bound on a lost invalidation.
+    assert 299 < cache.l1_cache.lru.ttl("forever") <= 300
+
+
+async def test_l1_max_ttl_caps_l1_only_and_none_lifts_it(cache_config: dict, direct: Any) -> None:
+    async with MultiLevelCache({**cache_config, "l1_max_ttl": 5}) as c:
+        await c.put("a", 1, ttl_seconds=60)
+        assert 4 < c.l1_cache.lru.ttl("a") <= 5
+        assert 59_000 < await direct.redis_pttl("a") <= 60_000
+    async with MultiLevelCache({**cache_config, "l1": {"max_ttl": None}}) as c:
+        await c.put("b", 1, ttl_seconds=None)
+        assert c.l1_cache.lru.ttl("b") is None
 
 
 async def test_default_ttl_applies(cache_config: dict, direct: Any) -> None:

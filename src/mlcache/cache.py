@@ -12,7 +12,8 @@ import logging
 from types import TracebackType
 from typing import Any, Iterable, Mapping, Optional, Union
 
-from .config import CacheConfig
+from .backplane import UNTRUSTED_TTL, Backplane
+from .config import CacheConfig, L2Config
 from .errors import SerializationError, TierError
 from .l1 import L1Cache
 from .levels import AbsentLevel, SharedLevel
@@ -64,6 +65,23 @@ class MultiLevelCache:
         self._below: tuple[SharedLevel, ...] = tuple(
             lvl for lvl in (self.l2_cache, self.l3_cache) if isinstance(lvl, SharedLevel)
         )
+        # L1's lifetime cap: l1.max_ttl, or the backplane's shorter one while its subscription
+        # is down (see backplane.py).  Until the first subscription, the short one.
+        self._l1_max_ttl = cfg.l1.max_ttl
+        self._l1_cap = cfg.l1.max_ttl
+        self.backplane: Optional[Backplane] = None
+        if cfg.l2.redis_url is not None and cfg.l2.backplane:
+            self.backplane = Backplane(
+                cfg.l2.redis_url, cfg.l2.key_prefix, on_keys=self._remote_keys, on_clear=self._remote_clear,
+                on_trust=self._trust, client_kwargs=_ssl_kwargs(cfg.l2))
+            self._l1_cap = _capped(UNTRUSTED_TTL, self._l1_max_ttl)
+        # No stale write-back (docs/consistency.md): a read records the mutation count when it
+        # starts; a key changed meanwhile (here, or on another process via the backplane) is
+        # not promoted.  Only keys with reads in flight are tracked, so this stays small.
+        self._mutations = 0
+        self._cleared_at = 0
+        self._reading: dict[str, int] = {}
+        self._changed_at: dict[str, int] = {}
         self.metrics = Metrics(self)
         self._started = False
         self._closed = False
@@ -89,6 +107,8 @@ class MultiLevelCache:
                     raise
                 level.errors += 1
                 log.warning("%s unavailable at start-up, continuing without it: %s", level.name, exc)
+        if self.backplane is not None:
+            await self.backplane.start()
         await self.metrics.start(self.config.prometheus_port, self.config.prometheus_addr)
         self.l1_cache.start()
         self._started = True
@@ -102,6 +122,8 @@ class MultiLevelCache:
         self._started = False
         await self.metrics.stop()
         await self.l1_cache.stop()
+        if self.backplane is not None:
+            await self.backplane.close()
         for level in self._below:
             await level.aclose()
             try:
@@ -166,28 +188,87 @@ class MultiLevelCache:
         # extra coroutine layer cost ~5% of a batched L2 get at 64 callers.
         loads = self._serializer.loads
         upper: Optional[SharedLevel] = None
-        for level in self._below:
-            entry = await level.fetch(key)
-            if entry is None:
-                upper = level
-                continue
-            try:
-                value = loads(key, entry.data)
-            except SerializationError as exc:
-                await self._drop_corrupt(level, key, exc)
-                upper = level
-                continue
-            # The remaining lifetime travels with the value: an upper level forgets it no
-            # later than the level it came from.  (Two shared levels at most: L2 over L3.)
-            if upper is not None:
-                await upper.store(key, entry.data, entry.ttl)
-            ttl = entry.ttl
-            if ttl is None or ttl > 0:
-                self._l1.set(key, value, ttl, len(entry.data))
-            # The level's own name: a position in _below said "L2" for an L3 hit when no
-            # Redis was configured (test_faults_servers found it).
-            return value, level.name
-        return _MISS, None
+        mark = self._mutations
+        reading = self._reading
+        reading[key] = reading.get(key, 0) + 1
+        try:
+            for level in self._below:
+                entry = await level.fetch(key)
+                if entry is None:
+                    upper = level
+                    continue
+                try:
+                    value = loads(key, entry.data)
+                except SerializationError as exc:
+                    await self._drop_corrupt(level, key, exc)
+                    upper = level
+                    continue
+                if self._changed_since(key, mark):
+                    # Put or invalidated since this read began: the value read may be the old
+                    # one, and writing it back upward would undo that change.
+                    return value, level.name
+                # The remaining lifetime travels with the value: an upper level forgets it no
+                # later than the level it came from.  (Two shared levels at most: L2 over L3.)
+                if upper is not None:
+                    await upper.store(key, entry.data, entry.ttl)
+                    if self._changed_since(key, mark):
+                        return value, level.name
+                ttl = entry.ttl
+                if ttl is None or ttl > 0:
+                    self._l1_set(key, value, ttl, len(entry.data))
+                # The level's own name: a position in _below said "L2" for an L3 hit when no
+                # Redis was configured (test_faults_servers found it).
+                return value, level.name
+            return _MISS, None
+        finally:
+            left = reading[key] - 1
+            if left:
+                reading[key] = left
+            else:
+                del reading[key]
+                self._changed_at.pop(key, None)
+
+    # --- consistency: L1 cap, mutation marks, the backplane's callbacks --------------------
+
+    def _l1_set(self, key: str, value: Any, ttl: Optional[float], size: int) -> None:
+        cap = self._l1_cap
+        if cap is not None and (ttl is None or ttl > cap):
+            ttl = cap
+        self._l1.set(key, value, ttl, size)
+
+    def _changed_since(self, key: str, mark: int) -> bool:
+        return self._cleared_at > mark or self._changed_at.get(key, 0) > mark
+
+    def _mutated(self, keys: Iterable[str]) -> None:
+        """Keys changed by this process or announced by another: reads in flight of them must
+        not write back what they read."""
+        self._mutations += 1
+        n, reading, changed = self._mutations, self._reading, self._changed_at
+        for key in keys:
+            if key in reading:
+                changed[key] = n
+
+    def _announce(self, keys: list[str]) -> None:
+        self._mutated(keys)
+        if self.backplane is not None:
+            self.backplane.publish_keys(keys)
+
+    def _remote_keys(self, keys: list[str]) -> None:
+        self._mutated(keys)
+        delete = self._l1.delete
+        for key in keys:
+            delete(key)
+
+    def _remote_clear(self) -> None:
+        self._mutations += 1
+        self._cleared_at = self._mutations
+        self._l1.clear()
+
+    def _trust(self, trusted: bool) -> None:
+        # Dropped: what L1 holds may miss invalidations from now on.  Back: it may have missed
+        # some meanwhile.  Either way it starts afresh.
+        self._l1_cap = self._l1_max_ttl if trusted else _capped(UNTRUSTED_TTL, self._l1_max_ttl)
+        self._remote_clear()
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Look many keys up at once: ``{key: value}`` for the keys found at any level.
@@ -207,6 +288,22 @@ class MultiLevelCache:
                 found[key] = value
         if missing and self._below:
             self._require_started()
+        mark = self._mutations
+        reading = self._reading
+        for key in missing:
+            reading[key] = reading.get(key, 0) + 1
+        try:
+            return await self._get_many_below(missing, found, mark)
+        finally:
+            for key in wanted:
+                left = reading.get(key, 0) - 1
+                if left > 0:
+                    reading[key] = left
+                elif left == 0:
+                    del reading[key]
+                    self._changed_at.pop(key, None)
+
+    async def _get_many_below(self, missing: list[str], found: dict[str, Any], mark: int) -> dict[str, Any]:
         for depth, level in enumerate(self._below):
             if not missing:
                 break
@@ -221,13 +318,17 @@ class MultiLevelCache:
                         continue
                 still.append(key)
             if hits:
+                for key, value, _ in hits:
+                    found[key] = value
+                # Keys changed since the read began are returned but not written back.
+                hits = [h for h in hits if not self._changed_since(h[0], mark)]
                 items = [(key, entry.data, entry.ttl) for key, _, entry in hits]
                 for upper in reversed(self._below[:depth]):
-                    await upper.store_many(items)
+                    if items:
+                        await upper.store_many(items)
                 for key, value, entry in hits:
-                    found[key] = value
-                    if entry.ttl is None or entry.ttl > 0:
-                        self._l1.set(key, value, entry.ttl, len(entry.data))
+                    if (entry.ttl is None or entry.ttl > 0) and not self._changed_since(key, mark):
+                        self._l1_set(key, value, entry.ttl, len(entry.data))
             missing = still
         return found
 
@@ -265,7 +366,8 @@ class MultiLevelCache:
         for lower in reversed(targets):
             await lower.store(key, data, ttl)
         # The serialized length is L1's size estimate: cheap here, and honest for nested values.
-        self._l1.set(key, value, ttl, len(data))
+        self._l1_set(key, value, ttl, len(data))
+        self._announce([key])
 
     async def put_many(
         self, mapping: Mapping[str, Any], ttl_seconds: Any = DEFAULT_TTL, level: str = "L3"
@@ -287,7 +389,8 @@ class MultiLevelCache:
             for lower in reversed(targets):
                 await lower.store_many(items)
         for key, data, value in encoded:
-            self._l1.set(key, value, ttl, len(data))
+            self._l1_set(key, value, ttl, len(data))
+        self._announce([key for key, _, _ in encoded])
 
     async def invalidate_many(self, keys: Iterable[str]) -> None:
         """Remove many keys from every level: one round trip per level, deepest first."""
@@ -300,6 +403,7 @@ class MultiLevelCache:
             await lower.discard_many(wanted)
         for key in wanted:
             self._l1.delete(key)
+        self._announce(wanted)
 
     async def invalidate(self, key: str) -> bool:
         """Remove ``key`` from every level.  Returns True if any level held it."""
@@ -309,7 +413,9 @@ class MultiLevelCache:
             self._require_started()
         for lower in reversed(self._below):
             removed = await lower.discard(key) or removed
-        return self._l1.delete(key) or removed
+        removed = self._l1.delete(key) or removed
+        self._announce([key])
+        return removed
 
     async def clear(self) -> None:
         """Remove every entry of this cache's namespace (key prefix in L2, table in L3, L1)."""
@@ -320,7 +426,9 @@ class MultiLevelCache:
                 await lower.tier.clear()
             except TierError as exc:
                 lower._failed(exc, "clear")
-        self._l1.clear()
+        self._remote_clear()
+        if self.backplane is not None:
+            self.backplane.publish_clear()
 
     # --- stats -----------------------------------------------------------------------------
 
@@ -342,6 +450,7 @@ class MultiLevelCache:
             "l1_cache": l1,
             "l2_cache": l2,
             "l3_cache": l3,
+            "backplane": self.backplane.stats() if self.backplane is not None else {"enabled": False},
         }
 
     # --- loading (see loading.py) ---
@@ -379,3 +488,16 @@ class MultiLevelCache:
         value, _ = await self._fetch_below(key)
         return default if value is _MISS else value
 
+
+def _capped(ttl: float, cap: Optional[float]) -> float:
+    return ttl if cap is None else min(ttl, cap)
+
+
+def _ssl_kwargs(cfg: L2Config) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if cfg.redis_url is not None and cfg.redis_url.startswith("rediss://"):
+        for opt in ("keyfile", "certfile", "ca_certs"):
+            value = getattr(cfg, f"redis_ssl_{opt}")
+            if value is not None:
+                out[f"ssl_{opt}"] = value
+    return out

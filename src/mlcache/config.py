@@ -32,6 +32,9 @@ class L1Config:
     policy: str = "lru"
     max_memory_bytes: Optional[int] = None
     adaptive: bool = True
+    # The longest an L1 entry lives whatever its TTL: the last bound on how stale another
+    # process's L1 can be if an invalidation message is lost (None: no cap).
+    max_ttl: Optional[float] = 300.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class L2Config:
     breaker_failures: int = 5
     breaker_reset: float = 0.5
     breaker_max_reset: float = 30.0
+    # Cross-process L1 invalidation over Redis pub/sub (see backplane.py).
+    backplane: bool = True
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,7 @@ _L1_KEYS: dict[str, Optional[Callable[[str, Any], Any]]] = {
     "policy": _choice("lru", "tinylfu"),
     "max_memory_bytes": _optional(_int(1)),
     "adaptive": _bool,
+    "max_ttl": _ttl,
 }
 _L2_KEYS: dict[str, Optional[Callable[[str, Any], Any]]] = {
     "redis_url": _url("redis", "rediss", "unix"),
@@ -197,6 +203,7 @@ _L2_KEYS: dict[str, Optional[Callable[[str, Any], Any]]] = {
     "breaker_failures": _int(1),
     "breaker_reset": _num(0.0, 3600.0, open_lo=True),
     "breaker_max_reset": _num(0.0, 86400.0, open_lo=True),
+    "backplane": _bool,
 }
 _L3_KEYS: dict[str, Optional[Callable[[str, Any], Any]]] = {
     "database_url": _url("postgresql", "postgres"),
@@ -224,6 +231,8 @@ _FLAT = {
     "l1_max_capacity": ("l1", "max_capacity"),
     "l1_policy": ("l1", "policy"),
     "l1_max_memory_bytes": ("l1", "max_memory_bytes"),
+    "l1_max_ttl": ("l1", "max_ttl"),
+    "backplane": ("l2", "backplane"),
     "redis_url": ("l2", "redis_url"),
     "postgres_url": ("l3", "database_url"),
     "key_prefix": ("l2", "key_prefix"),
