@@ -14,6 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from mlcache import MultiLevelCache
+from mlcache.tiers.redis import TOMBSTONE
 
 
 @pytest.fixture
@@ -69,7 +70,9 @@ class Direct:
         self.redis, self.pg, self.ns = redis_client, pg, namespace
 
     async def in_redis(self, key: str) -> bool:
-        return bool(await self.redis.exists(f"{self.ns}:{key}"))
+        """Whether L2 holds a value for ``key`` (an invalidation's tombstone is not one)."""
+        value = await self.redis.get(f"{self.ns}:{key}")
+        return value is not None and value != TOMBSTONE
 
     async def redis_pttl(self, key: str) -> int:
         return int(await self.redis.pttl(f"{self.ns}:{key}"))

@@ -11,6 +11,7 @@ import pytest
 from mlcache import MultiLevelCache, TierTimeoutError, TierUnavailableError
 from mlcache.breaker import CircuitBreaker
 from mlcache.localservers import PostgresServer, RedisServer
+from mlcache.tiers.redis import TOMBSTONE
 
 pytestmark = pytest.mark.fault
 
@@ -184,30 +185,32 @@ async def test_an_invalidation_that_failed_is_never_served_and_lands_later(
     try:
         async with MultiLevelCache(config) as cache, MultiLevelCache(config) as other:
             await cache.put_many({"old": "stale value", "keep": 1})
-            # Redis refuses deletes (reads and writes still work): the invalidation fails.
-            await admin.execute_command("ACL", "SETUSER", "default", "-del", "-unlink")
+            # Redis refuses writes (reads still work): the invalidation, which replaces the
+            # value by a tombstone, fails.
+            await admin.execute_command("ACL", "SETUSER", "default", "-del", "-unlink", "-set")
             await cache.invalidate("old")
-            assert await admin.exists("inv:old")                    # still in Redis...
+            assert await admin.get("inv:old") not in (None, TOMBSTONE)  # still in Redis...
             cache.l1_cache.lru.clear()
             assert await cache.get("old") is None                   # ...but never served
             assert await cache.get_many(["old", "keep"]) == {"keep": 1}
             assert (await cache.l2_cache.get_stats())["pending_invalidations"] == 1
-            # Deletes allowed again: the retry lands within a few intervals.
-            await admin.execute_command("ACL", "SETUSER", "default", "+del", "+unlink")
+            # Writes allowed again: the retry lands within a few intervals.
+            await admin.execute_command("ACL", "SETUSER", "default", "+del", "+unlink", "+set")
             deadline = time.monotonic() + 5
-            while await admin.exists("inv:old"):
+            while await admin.get("inv:old") not in (None, TOMBSTONE):
                 assert time.monotonic() < deadline, "the invalidation never landed"
                 await asyncio.sleep(0.05)
             assert await other.get("old") is None
             assert (await cache.l2_cache.get_stats())["pending_invalidations"] == 0
             # A newer write of a pending key clears the mark: its value is the current one.
-            await admin.execute_command("ACL", "SETUSER", "default", "-del", "-unlink")
+            await admin.execute_command("ACL", "SETUSER", "default", "-del", "-unlink", "-set")
             await cache.invalidate("keep")
+            await admin.execute_command("ACL", "SETUSER", "default", "+del", "+unlink", "+set")
             await cache.put("keep", 2)
             cache.l1_cache.lru.clear()
             assert await cache.get("keep") == 2
     finally:
-        await admin.execute_command("ACL", "SETUSER", "default", "+del", "+unlink")
+        await admin.execute_command("ACL", "SETUSER", "default", "+del", "+unlink", "+set")
         await admin.aclose()
 
 

@@ -3,8 +3,9 @@
 Every ``put``/``invalidate``/``clear`` of a cache publishes the keys it changed on the channel
 ``mlcache:{key_prefix}:l1``; every other cache on that prefix drops them from its L1.  The keys
 of one event-loop iteration go out as one message.  A message is ``msgpack([1, origin, kind,
-keys])``: ``origin`` is a random id per cache instance (its own messages are ignored), ``kind``
-``"k"`` (these keys) or ``"c"`` (everything).
+keys, sent_at])``: ``origin`` is a random id per cache instance (its own messages are ignored), ``kind``
+``"k"`` (these keys) or ``"c"`` (everything); a message also carries its wall-clock send time,
+for the delay statistics.
 
 Pub/sub is at-most-once: a message sent while a subscriber is disconnected is lost to it.  So
 the subscriber is trusted only while its subscription is known alive:
@@ -67,6 +68,7 @@ class Backplane:
         self.published = 0
         self.publish_errors = 0
         self.received = 0
+        self.delays: list[float] = []  # seconds, the last few thousand messages
         self.drops = 0
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -125,10 +127,10 @@ class Backplane:
         if self._clear_pending:
             self._clear_pending = False
             self._outbox.clear()
-            messages.append(msgpack.packb([1, self.origin, "c", []]))
+            messages.append(msgpack.packb([1, self.origin, "c", [], time.time()]))
         if self._outbox:
             keys, self._outbox = list(self._outbox), set()
-            messages.append(msgpack.packb([1, self.origin, "k", keys]))
+            messages.append(msgpack.packb([1, self.origin, "k", keys, time.time()]))
         self._publisher = asyncio.get_running_loop().create_task(self._publish(messages))
 
     async def _publish(self, messages: list[bytes]) -> None:
@@ -163,13 +165,19 @@ class Backplane:
 
     def _handle(self, data: Any) -> None:
         try:
-            version, origin, kind, keys = msgpack.unpackb(data, raw=False)
+            version, origin, kind, keys, sent_at = msgpack.unpackb(data, raw=False)
         except Exception:
             log.warning("backplane: ignoring a malformed message on %s", self.channel)
             return
         if version != 1 or origin == self.origin:
             return
         self.received += 1
+        # Publish-to-handling delay, by the wall clocks of two processes (on one host: exact
+        # enough; across hosts, skewed by their clock difference).  For stats and tests.
+        delay = time.time() - float(sent_at)
+        self.delays.append(delay)
+        if len(self.delays) > 4096:
+            del self.delays[:2048]
         if kind == "c":
             self._on_clear()
         elif kind == "k" and isinstance(keys, list):

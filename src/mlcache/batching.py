@@ -116,6 +116,14 @@ class BatchLoader(Generic[T]):
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._dispatch)
 
+    def forget(self, keys: Any) -> None:
+        """The keys changed: fetches of them already in flight may bring the old value, so
+        later callers must not join them (those already waiting still get their answer)."""
+        inflight = self._inflight
+        if inflight:
+            for key in keys:
+                inflight.pop(key, None)
+
     def _dispatch(self) -> None:
         self._scheduled = False
         if not self._pending:

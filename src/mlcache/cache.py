@@ -72,7 +72,7 @@ class MultiLevelCache:
         self.backplane: Optional[Backplane] = None
         if cfg.l2.redis_url is not None and cfg.l2.backplane:
             self.backplane = Backplane(
-                cfg.l2.redis_url, cfg.l2.key_prefix, on_keys=self._remote_keys, on_clear=self._remote_clear,
+                cfg.l2.backplane_url or cfg.l2.redis_url, cfg.l2.key_prefix, on_keys=self._remote_keys, on_clear=self._remote_clear,
                 on_trust=self._trust, client_kwargs=_ssl_kwargs(cfg.l2))
             self._l1_cap = _capped(UNTRUSTED_TTL, self._l1_max_ttl)
         # No stale write-back (docs/consistency.md): a read records the mutation count when it
@@ -210,7 +210,7 @@ class MultiLevelCache:
                 # The remaining lifetime travels with the value: an upper level forgets it no
                 # later than the level it came from.  (Two shared levels at most: L2 over L3.)
                 if upper is not None:
-                    await upper.store(key, entry.data, entry.ttl)
+                    await upper.fill(key, entry.data, entry.ttl)
                     if self._changed_since(key, mark):
                         return value, level.name
                 ttl = entry.ttl
@@ -247,6 +247,9 @@ class MultiLevelCache:
         for key in keys:
             if key in reading:
                 changed[key] = n
+                # A read starting now must not share a fetch that began before the change.
+                for level in self._below:
+                    level.loader.forget((key,))
 
     def _announce(self, keys: list[str]) -> None:
         self._mutated(keys)
@@ -290,16 +293,17 @@ class MultiLevelCache:
             self._require_started()
         mark = self._mutations
         reading = self._reading
-        for key in missing:
+        registered = list(missing)
+        for key in registered:
             reading[key] = reading.get(key, 0) + 1
         try:
             return await self._get_many_below(missing, found, mark)
         finally:
-            for key in wanted:
-                left = reading.get(key, 0) - 1
-                if left > 0:
+            for key in registered:
+                left = reading[key] - 1
+                if left:
                     reading[key] = left
-                elif left == 0:
+                else:
                     del reading[key]
                     self._changed_at.pop(key, None)
 
@@ -325,7 +329,7 @@ class MultiLevelCache:
                 items = [(key, entry.data, entry.ttl) for key, _, entry in hits]
                 for upper in reversed(self._below[:depth]):
                     if items:
-                        await upper.store_many(items)
+                        await upper.fill_many(items)
                 for key, value, entry in hits:
                     if (entry.ttl is None or entry.ttl > 0) and not self._changed_since(key, mark):
                         self._l1_set(key, value, entry.ttl, len(entry.data))

@@ -59,8 +59,10 @@ class L2Config:
     breaker_failures: int = 5
     breaker_reset: float = 0.5
     breaker_max_reset: float = 30.0
-    # Cross-process L1 invalidation over Redis pub/sub (see backplane.py).
+    # Cross-process L1 invalidation over Redis pub/sub (see backplane.py), on redis_url or a
+    # Redis of its own.
     backplane: bool = True
+    backplane_url: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,7 @@ _L2_KEYS: dict[str, Optional[Callable[[str, Any], Any]]] = {
     "breaker_reset": _num(0.0, 3600.0, open_lo=True),
     "breaker_max_reset": _num(0.0, 86400.0, open_lo=True),
     "backplane": _bool,
+    "backplane_url": _url("redis", "rediss", "unix"),
 }
 _L3_KEYS: dict[str, Optional[Callable[[str, Any], Any]]] = {
     "database_url": _url("postgresql", "postgres"),

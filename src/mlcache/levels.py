@@ -63,6 +63,14 @@ class SharedLevel:
             self._guarded(lambda item: tier.set(*item), write_t), self._guarded(tier.set_many, write_t),
             max_batch=max_batch, timeout=write_t,
         )
+        # Promotions from the level below: SET NX where the tier has it (see tiers/redis.py),
+        # so a value read before an invalidation or a newer put never overwrites either.
+        fill_one, fill_many = getattr(tier, "fill", tier.set), getattr(tier, "fill_many", tier.set_many)
+        self.filler: WriteBatcher[tuple[str, bytes, Optional[float]]] = WriteBatcher(
+            self._guarded(lambda item: fill_one(*item), write_t), self._guarded(fill_many, write_t),
+            max_batch=max_batch, timeout=write_t,
+        )
+        self.fills = 0
         self.skipped = 0  # calls not made because the breaker was open
         # Deletes that failed: those keys are not read from this level until a retry lands.
         self.pending = PendingDeletes(self.name, self._redelete)
@@ -258,6 +266,33 @@ class SharedLevel:
             self.pending.overwritten(key)
         return True
 
+    async def fill(self, key: str, data: bytes, ttl: Optional[float]) -> None:
+        """Promote a value read below; a failure only leaves the level without it."""
+        if not self.breaker.allow():
+            self.skipped += 1
+            return
+        try:
+            try:
+                await self.filler.submit((key, data, ttl))
+            except asyncio.TimeoutError:
+                raise self._deadline("write") from None
+        except TierError as exc:
+            self._failed(exc, "write")
+            return
+        self.fills += 1
+
+    async def fill_many(self, items: Sequence[tuple[str, bytes, Optional[float]]]) -> None:
+        if not self.breaker.allow():
+            self.skipped += 1
+            return
+        fill_many = getattr(self.tier, "fill_many", self.tier.set_many)
+        try:
+            await self._bounded(fill_many, items, self.write_timeout, "write")
+        except TierError as exc:
+            self._failed(exc, "write")
+            return
+        self.fills += len(items)
+
     async def discard(self, key: str) -> bool:
         if not self.breaker.allow():  # remembered and retried, as in discard_many
             self.skipped += 1
@@ -287,6 +322,7 @@ class SharedLevel:
             "errors": self.errors,
             "corrupt_entries": self.corrupt,
             "writes": self.writes,
+            "fills": self.fills,
             "skipped_writes": self.skipped_writes,
             "deletes": self.deletes,
             "avg_read_ms": 1000.0 * self.read_seconds / lookups if lookups else 0.0,
@@ -302,6 +338,7 @@ class SharedLevel:
         await self.pending.aclose()
         await self.loader.aclose()
         await self.writer.aclose()
+        await self.filler.aclose()
         for task in list(self._stragglers):
             task.cancel()
         if self._stragglers:

@@ -41,6 +41,37 @@ return #KEYS
 """)
 
 
+# Invalidation leaves a tombstone instead of deleting, and promotions into L2 ("fills") are
+# SET NX: a fill carrying a value read before an invalidation or a newer put can then never
+# overwrite either (docs/consistency.md).  The tombstone is 3 bytes that are no envelope
+# (version 0), read as a miss; it outlives any read in flight (reads are bounded by the
+# levels' read deadlines, far below this).
+TOMBSTONE = b"ml\x00"
+TOMBSTONE_TTL_MS = 5000
+# KEYS: the keys; ARGV: tombstone, its ttl in ms.  Returns how many held a value.
+_BURY = Script("""
+local n = 0
+for _, key in ipairs(KEYS) do
+  local old = redis.call('GET', key)
+  redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+  if old and old ~= ARGV[1] then n = n + 1 end
+end
+return n
+""")
+# Like _SET_MANY, but only where the key holds nothing (no value, no tombstone).
+_FILL_MANY = Script("""
+for i, key in ipairs(KEYS) do
+  local ttl = tonumber(ARGV[2 * i])
+  if ttl > 0 then
+    redis.call('SET', key, ARGV[2 * i - 1], 'PX', ttl, 'NX')
+  else
+    redis.call('SET', key, ARGV[2 * i - 1], 'NX')
+  end
+end
+return #KEYS
+""")
+
+
 def _glob_escape(text: str) -> str:
     # SCAN MATCH patterns are globs; a prefix is meant literally.
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
@@ -66,7 +97,8 @@ def _error(exc: Exception, action: str) -> TierError:
 
 def _entries(flat: list[Any]) -> list[Optional[Entry]]:
     # The script's value, pttl pairs; PTTL -2: gone between the two calls, -1: no expiry.
-    return [None if data is None or pttl == -2 else Entry(data, None if pttl == -1 else pttl / 1000.0)
+    return [None if data is None or pttl == -2 or data == TOMBSTONE
+            else Entry(data, None if pttl == -1 else pttl / 1000.0)
             for data, pttl in zip(flat[::2], flat[1::2])]
 
 
@@ -119,7 +151,7 @@ class RedisTier:
             data, pttl = await self._pool.evalsha(_GET_MANY, (self._prefix + key,))
         except Exception as exc:
             raise _error(exc, "GET") from exc
-        if data is None or pttl == -2:
+        if data is None or pttl == -2 or data == TOMBSTONE:
             return None
         return Entry(data, None if pttl == -1 else pttl / 1000.0)
 
@@ -141,6 +173,23 @@ class RedisTier:
             raise _error(exc, "SET") from exc
 
     async def set_many(self, items: Sequence[tuple[str, bytes, Optional[float]]]) -> None:
+        await self._write_many(_SET_MANY, items, "SET many")
+
+    async def fill(self, key: str, data: bytes, ttl: Optional[float]) -> None:
+        """Store a value promoted from below, unless the key holds a value or a tombstone."""
+        try:
+            if ttl is None:
+                await self._pool.execute("SET", self._prefix + key, data, "NX")
+            else:
+                await self._pool.execute("SET", self._prefix + key, data, "PX", _px(ttl), "NX")
+        except Exception as exc:
+            raise _error(exc, "SET NX") from exc
+
+    async def fill_many(self, items: Sequence[tuple[str, bytes, Optional[float]]]) -> None:
+        await self._write_many(_FILL_MANY, items, "SET NX many")
+
+    async def _write_many(self, script: Script, items: Sequence[tuple[str, bytes, Optional[float]]],
+                          action: str) -> None:
         keys: list[str] = []
         args: list[Any] = []
         for key, data, ttl in items:
@@ -148,19 +197,18 @@ class RedisTier:
             args.append(data)
             args.append(0 if ttl is None else _px(ttl))
         try:
-            await self._pool.evalsha(_SET_MANY, keys, args)
+            await self._pool.evalsha(script, keys, args)
         except Exception as exc:
-            raise _error(exc, "SET many") from exc
+            raise _error(exc, action) from exc
 
     async def delete(self, key: str) -> bool:
-        try:
-            return bool(await self._pool.execute("DEL", self._prefix + key))
-        except Exception as exc:
-            raise _error(exc, "DEL") from exc
+        return bool(await self.delete_many((key,)))
 
     async def delete_many(self, keys: Sequence[str]) -> int:
+        """Replace the keys' values by tombstones; how many held a value."""
         try:
-            return int(await self._pool.execute("DEL", *[self._prefix + k for k in keys]))
+            return int(await self._pool.evalsha(
+                _BURY, [self._prefix + k for k in keys], [TOMBSTONE, TOMBSTONE_TTL_MS]))
         except Exception as exc:
             raise _error(exc, "DEL many") from exc
 
@@ -184,7 +232,8 @@ class RedisTier:
         return await self._scan("clear", unlink)
 
     async def count(self) -> int:
-        """Keys under this prefix.  A full SCAN: meant for stats, not for hot paths."""
+        """Keys under this prefix, tombstones of the last few seconds' invalidations included.
+        A full SCAN: meant for stats, not for hot paths."""
         async def size(batch: list[bytes]) -> int:
             return len(batch)
         return await self._scan("count", size)
