@@ -138,3 +138,22 @@ async def test_randomized_racing_history_never_writes_back_a_stale_value(cache_c
         for c in caches:
             await c.close()
         await proxy.close()
+
+
+async def test_a_load_overtaken_by_an_invalidation_is_returned_but_not_stored(
+        cache: MultiLevelCache, other_cache: MultiLevelCache, direct: Any) -> None:
+    started = asyncio.Event()
+
+    async def slow_loader() -> str:
+        started.set()
+        await asyncio.sleep(0.2)
+        return "loaded from the old source"
+
+    pending = asyncio.create_task(cache.get_or_set("k", slow_loader, ttl_seconds=60))
+    await started.wait()
+    await other_cache.invalidate("k")          # another process: heard over the backplane
+    await asyncio.sleep(0.05)
+    assert await pending == "loaded from the old source"
+    assert not await direct.in_redis("k") and await direct.row("k") is None
+    assert cache.l1_cache.lru.peek("k") is None
+    assert (await cache.get_comprehensive_stats())["loading"]["not_stored_changed"] == 1

@@ -122,6 +122,8 @@ class MultiLevelCache:
         self._started = False
         await self.metrics.stop()
         await self.l1_cache.stop()
+        if self._loading is not None:
+            await self._loading.aclose()
         if self.backplane is not None:
             await self.backplane.close()
         for level in self._below:
@@ -235,6 +237,19 @@ class MultiLevelCache:
         if cap is not None and (ttl is None or ttl > cap):
             ttl = cap
         self._l1.set(key, value, ttl, size)
+
+    def _begin_read(self, key: str) -> int:
+        """Track a read (or a load) of ``key``: the mark to give _changed_since, then _end_read."""
+        self._reading[key] = self._reading.get(key, 0) + 1
+        return self._mutations
+
+    def _end_read(self, key: str) -> None:
+        left = self._reading[key] - 1
+        if left:
+            self._reading[key] = left
+        else:
+            del self._reading[key]
+            self._changed_at.pop(key, None)
 
     def _changed_since(self, key: str, mark: int) -> bool:
         return self._cleared_at > mark or self._changed_at.get(key, 0) > mark
@@ -455,6 +470,7 @@ class MultiLevelCache:
             "l2_cache": l2,
             "l3_cache": l3,
             "backplane": self.backplane.stats() if self.backplane is not None else {"enabled": False},
+            "loading": self.loading.stats(),
         }
 
     # --- loading (see loading.py) ---

@@ -121,7 +121,7 @@ class Loading:
         self.counts = dict.fromkeys(
             ("loads", "load_failures", "waited_on_load", "stale_served", "throttled", "early_refreshes",
              "early_refresh_failures", "lease_acquired", "lease_waits", "lease_filled_elsewhere",
-             "lease_wait_timeouts", "lease_unavailable"), 0)
+             "lease_wait_timeouts", "lease_unavailable", "not_stored_changed"), 0)
 
     def stats(self) -> dict[str, Any]:
         lease_errors = self._lease.errors if self._lease is not None else 0
@@ -218,10 +218,22 @@ class Loading:
     async def _load(self, key: str, loader: Loader, opts: LoadOptions) -> Any:
         self.counts["loads"] += 1
         t0 = time.monotonic()
-        if opts.load_timeout is None:
-            value = await loader()
-        else:
-            value = await asyncio.wait_for(loader(), opts.load_timeout)
+        # A load is a read: if the key is put or invalidated while the loader runs (here or,
+        # via the backplane, elsewhere), what it loaded may predate that change, so it is
+        # handed to the waiters but not stored (docs/consistency.md).
+        cache = self._cache
+        mark = cache._begin_read(key)
+        try:
+            if opts.load_timeout is None:
+                value = await loader()
+            else:
+                value = await asyncio.wait_for(loader(), opts.load_timeout)
+            changed = cache._changed_since(key, mark)
+        finally:
+            cache._end_read(key)
+        if changed:
+            self.counts["not_stored_changed"] += 1
+            return value
         delta = time.monotonic() - t0
         ttl = opts.ttl
         if ttl is None:
