@@ -4,7 +4,7 @@ Every ``put``/``invalidate``/``clear`` of a cache publishes the keys it changed 
 ``mlcache:{key_prefix}:l1``; every other cache on that prefix drops them from its L1.  The keys
 of one event-loop iteration go out as one message.  A message is ``msgpack([1, origin, kind,
 keys, sent_at])``: ``origin`` is a random id per cache instance (its own messages are ignored), ``kind``
-``"k"`` (these keys) or ``"c"`` (everything); a message also carries its wall-clock send time,
+``"k"`` (these keys), ``"p"`` (keys starting with these prefixes) or ``"c"`` (everything); a message also carries its wall-clock send time,
 for the delay statistics.
 
 Pub/sub is at-most-once: a message sent while a subscriber is disconnected is lost to it.  So
@@ -47,6 +47,7 @@ class Backplane:
         *,
         on_keys: Callable[[list[str]], None],
         on_clear: Callable[[], None],
+        on_prefix: Callable[[str], None],
         on_trust: Callable[[bool], None],
         client_kwargs: Optional[dict[str, Any]] = None,
     ) -> None:
@@ -55,10 +56,12 @@ class Backplane:
         self._url = redis_url
         self._client_kwargs = client_kwargs or {}
         self._on_keys, self._on_clear, self._on_trust = on_keys, on_clear, on_trust
+        self._on_prefix = on_prefix
         self._client: Optional[aioredis.Redis] = None
         self._listener: Optional[asyncio.Task[None]] = None
         self._stop = asyncio.Event()
         self._outbox: set[str] = set()
+        self._prefixes: list[str] = []
         self._clear_pending = False
         self._flush_scheduled = False
         # One publish in flight at a time (a stuck Redis must not make each change open a
@@ -110,6 +113,10 @@ class Backplane:
         self._outbox.update(keys)
         self._schedule()
 
+    def publish_prefix(self, prefix: str) -> None:
+        self._prefixes.append(prefix)
+        self._schedule()
+
     def publish_clear(self) -> None:
         self._clear_pending = True
         self._schedule()
@@ -121,13 +128,16 @@ class Backplane:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self._publisher is not None or not (self._clear_pending or self._outbox):
+        if self._publisher is not None or not (self._clear_pending or self._outbox or self._prefixes):
             return
         messages = []
         if self._clear_pending:
             self._clear_pending = False
             self._outbox.clear()
             messages.append(msgpack.packb([1, self.origin, "c", [], time.time()]))
+        if self._prefixes:
+            prefixes, self._prefixes = self._prefixes, []
+            messages.append(msgpack.packb([1, self.origin, "p", prefixes, time.time()]))
         if self._outbox:
             keys, self._outbox = list(self._outbox), set()
             messages.append(msgpack.packb([1, self.origin, "k", keys, time.time()]))
@@ -149,7 +159,7 @@ class Backplane:
                     log.debug("backplane publish failed: %s", exc)
         finally:
             self._publisher = None
-            if self._outbox or self._clear_pending:
+            if self._outbox or self._clear_pending or self._prefixes:
                 self._schedule()
 
     def open_connections(self) -> int:
@@ -182,6 +192,10 @@ class Backplane:
             self._on_clear()
         elif kind == "k" and isinstance(keys, list):
             self._on_keys([k for k in keys if isinstance(k, str)])
+        elif kind == "p" and isinstance(keys, list):
+            for prefix in keys:
+                if isinstance(prefix, str) and prefix:
+                    self._on_prefix(prefix)
 
     def _set_trust(self, trusted: bool) -> None:
         if trusted != self.trusted:

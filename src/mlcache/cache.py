@@ -20,7 +20,7 @@ from .levels import AbsentLevel, SharedLevel
 from .metrics import Metrics
 from .serialization import Serializer
 from .tiers.base import Entry
-from .validation import DEFAULT_TTL, check_key, check_keys, check_level, check_ttl
+from .validation import DEFAULT_TTL, check_key, check_keys, check_level, check_prefix, check_tags, check_ttl
 
 log = logging.getLogger("mlcache")
 
@@ -72,12 +72,14 @@ class MultiLevelCache:
         self.backplane: Optional[Backplane] = None
         if cfg.l2.redis_url is not None and cfg.l2.backplane:
             self.backplane = Backplane(
-                cfg.l2.backplane_url or cfg.l2.redis_url, cfg.l2.key_prefix, on_keys=self._remote_keys, on_clear=self._remote_clear,
-                on_trust=self._trust, client_kwargs=_ssl_kwargs(cfg.l2))
+                cfg.l2.backplane_url or cfg.l2.redis_url, cfg.l2.key_prefix, on_keys=self._remote_keys,
+                on_clear=self._remote_clear, on_prefix=self._forget_prefix, on_trust=self._trust,
+                client_kwargs=_ssl_kwargs(cfg.l2))
             self._l1_cap = _capped(UNTRUSTED_TTL, self._l1_max_ttl)
         # No stale write-back (docs/consistency.md): a read records the mutation count when it
         # starts; a key changed meanwhile (here, or on another process via the backplane) is
         # not promoted.  Only keys with reads in flight are tracked, so this stays small.
+        self._local_tags: dict[str, set[str]] = {}
         self._mutations = 0
         self._cleared_at = 0
         self._reading: dict[str, int] = {}
@@ -367,7 +369,8 @@ class MultiLevelCache:
 
     # --- write path ------------------------------------------------------------------------
 
-    async def put(self, key: str, value: Any, ttl_seconds: Any = DEFAULT_TTL, level: str = "L3") -> None:
+    async def put(self, key: str, value: Any, ttl_seconds: Any = DEFAULT_TTL, level: str = "L3",
+                  *, tags: Optional[Iterable[str]] = None) -> None:
         """Store ``value`` under ``key`` in L1 and every present level down to ``level``.
 
         ``ttl_seconds``: seconds (int or float > 0), ``None`` for no expiry, default the
@@ -378,10 +381,13 @@ class MultiLevelCache:
         check_key(key)
         ttl = check_ttl(ttl_seconds, self._default_ttl)
         depth = check_level(level)
+        tag_list = check_tags(tags)
         data = self._serializer.dumps(key, value)
         targets = self._below[: depth - 1]
         if targets:
             self._require_started()
+        if tag_list:
+            await self._tag([(key, t) for t in tag_list], ttl, targets)
         for lower in reversed(targets):
             await lower.store(key, data, ttl)
         # The serialized length is L1's size estimate: cheap here, and honest for nested values.
@@ -389,7 +395,8 @@ class MultiLevelCache:
         self._announce([key])
 
     async def put_many(
-        self, mapping: Mapping[str, Any], ttl_seconds: Any = DEFAULT_TTL, level: str = "L3"
+        self, mapping: Mapping[str, Any], ttl_seconds: Any = DEFAULT_TTL, level: str = "L3",
+        *, tags: Optional[Iterable[str]] = None,
     ) -> None:
         """Store many values with one TTL: one round trip per level (a Lua script of SETs in
         Redis, an ``unnest`` upsert in PostgreSQL).  Every key and value is checked, and every
@@ -398,10 +405,15 @@ class MultiLevelCache:
             raise TypeError("put_many takes a mapping of key -> value")
         ttl = check_ttl(ttl_seconds, self._default_ttl)
         depth = check_level(level)
+        tag_list = check_tags(tags)
         encoded = [(check_key(k), self._serializer.dumps(k, v), v) for k, v in mapping.items()]
         if not encoded:
             return
         targets = self._below[: depth - 1]
+        if tag_list:
+            if targets:
+                self._require_started()
+            await self._tag([(k, t) for k, _, _ in encoded for t in tag_list], ttl, targets)
         if targets:
             self._require_started()
             items = [(key, data, ttl) for key, data, _ in encoded]
@@ -448,6 +460,60 @@ class MultiLevelCache:
         self._remote_clear()
         if self.backplane is not None:
             self.backplane.publish_clear()
+
+    # --- groups: tags and prefixes ---------------------------------------------------------
+
+    async def _tag(self, pairs: list[tuple[str, str]], ttl: Optional[float],
+                   targets: tuple[SharedLevel, ...]) -> None:
+        # Recorded before the values are written, so an invalidate_tag running meanwhile
+        # finds the key.  A put that reaches no shared level keeps its tags in this process.
+        for lower in targets:
+            tier = lower.tier
+            await lower.admin(lambda p, tier=tier: tier.tag_many(p, ttl), pairs, "tag")
+        if not targets:
+            for key, tag in pairs:
+                self._local_tags.setdefault(tag, set()).add(key)
+
+    async def invalidate_tag(self, tag: str) -> int:
+        """Invalidate every key put with ``tag`` (``put(..., tags=[...])``), in every level and
+        every process's L1.  Returns how many keys the tag named.  A level that is down during
+        the call can only be invalidated for the keys another level knows of."""
+        (tag,) = check_tags([tag])
+        keys = set(self._local_tags.pop(tag, ()))
+        if self._below:
+            self._require_started()
+        for lower in self._below:
+            keys.update(await lower.admin(lower.tier.keys_for_tag, tag, "tag lookup", default=[]))
+        if keys:
+            ordered = sorted(keys)
+            await self.invalidate_many(ordered)
+            for lower in self._below:
+                tier = lower.tier
+                await lower.admin(lambda ks, tier=tier: tier.untag(tag, ks), ordered, "untag")
+        return len(keys)
+
+    async def invalidate_prefix(self, prefix: str) -> bool:
+        """Invalidate every key starting with ``prefix`` (literally: no wildcards), in every
+        level and every process's L1.  Returns False if a shared level could not take it (it
+        then holds those keys until they expire; retry the call)."""
+        prefix = check_prefix(prefix)
+        if self._below:
+            self._require_started()
+        complete = True
+        for lower in reversed(self._below):
+            if await lower.admin(lower.tier.delete_prefix, prefix, "DEL prefix", default=None) is None:
+                complete = False
+        self._forget_prefix(prefix)
+        if self.backplane is not None:
+            self.backplane.publish_prefix(prefix)
+        return complete
+
+    def _forget_prefix(self, prefix: str) -> None:
+        self._mutated([k for k in self._reading if k.startswith(prefix)])
+        delete = self._l1.delete
+        for key in self._l1.keys():
+            if key.startswith(prefix):
+                delete(key)
 
     # --- stats -----------------------------------------------------------------------------
 

@@ -293,6 +293,18 @@ class SharedLevel:
             return
         self.fills += len(items)
 
+    async def admin(self, call: Any, arg: Any, action: str, default: Any = None) -> Any:
+        """A tag or prefix operation: bounded by the write deadline, fail-open like a write
+        (``default`` when the level is down or its breaker open)."""
+        if not self.breaker.allow():
+            self.skipped += 1
+            return default
+        try:
+            return await self._bounded(call, arg, self.write_timeout, action)
+        except TierError as exc:
+            self._failed(exc, action)
+            return default
+
     async def discard(self, key: str) -> bool:
         if not self.breaker.allow():  # remembered and retried, as in discard_many
             self.skipped += 1

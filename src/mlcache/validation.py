@@ -50,6 +50,34 @@ def check_key(key: Any) -> str:
     return key
 
 
+def check_tags(tags: Any) -> tuple[str, ...]:
+    """Tags follow the key rules (they are stored beside keys in both shared levels)."""
+    if tags is None:
+        return ()
+    if isinstance(tags, (str, bytes)):
+        raise TypeError("tags must be an iterable of str, not a single str")
+    out = []
+    for tag in tags:
+        if type(tag) is not str:
+            raise TypeError(f"tag must be a str, not {type(tag).__name__}")
+        try:
+            check_key(tag)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("cache key", "tag", 1)) from None
+        out.append(tag)
+    return tuple(dict.fromkeys(out))
+
+
+def check_prefix(prefix: Any) -> str:
+    """A key prefix for invalidate_prefix: a non-empty str, taken literally."""
+    if type(prefix) is not str:
+        raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
+    try:
+        return check_key(prefix)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("cache key", "prefix", 1)) from None
+
+
 def check_keys(keys: Iterable[Any]) -> list[str]:
     if isinstance(keys, (str, bytes)):
         raise TypeError("keys must be an iterable of str, not a single str")

@@ -133,5 +133,6 @@ async def remove_namespace(redis_url: str, postgres_url: str, namespace: str, ta
         for table in tables:
             # Table names are made by the bench from its own lower-case namespace.
             await con.execute(f'DROP TABLE IF EXISTS "{table}"')
+            await con.execute(f'DROP TABLE IF EXISTS "{table[:58]}_tags"')  # see PostgresTier.tag_table
     finally:
         await con.close()

@@ -61,6 +61,16 @@ class PostgresTier:
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at"
         )
         self._sql_delete_many = f"DELETE FROM {t} WHERE key = ANY($1::text[])"
+        # Tags: (tag, key) pairs in a table beside the entries (name cut so it stays within
+        # PostgreSQL's 63 characters).  A stale pair only means an extra key invalidated.
+        self.tag_table = f"{self.table[:58]}_tags"
+        g = f'"{self.tag_table}"'
+        self._sql_tag = (f"INSERT INTO {g} (tag, key) SELECT * FROM unnest($1::text[], $2::text[]) "
+                         "ON CONFLICT DO NOTHING")
+        self._sql_tag_keys = f"SELECT key FROM {g} WHERE tag = $1"
+        self._sql_untag = f"DELETE FROM {g} WHERE tag = $1 AND key = ANY($2::text[])"
+        # starts_with: the prefix is taken literally (LIKE would read % and _ as wildcards).
+        self._sql_delete_prefix = f"DELETE FROM {t} WHERE starts_with(key, $1)"
         self._sql_count = f"SELECT count(*) FROM {t} WHERE expires_at IS NULL OR expires_at > now()"
         self._sql_sweep = (
             f"DELETE FROM {t} WHERE ctid = ANY(ARRAY("
@@ -147,6 +157,10 @@ class PostgresTier:
                 await con.execute(
                     f'CREATE INDEX IF NOT EXISTS "{self.table}_expires_at_idx" '
                     f"ON {t} (expires_at) WHERE expires_at IS NOT NULL"
+                )
+                await con.execute(
+                    f'CREATE UNLOGGED TABLE IF NOT EXISTS "{self.tag_table}" ('
+                    "tag text NOT NULL, key text NOT NULL, PRIMARY KEY (tag, key))"
                 )
 
     async def get(self, key: str) -> Optional[Entry]:
@@ -242,9 +256,29 @@ class PostgresTier:
             status = await self.pool.execute(self._sql_delete, key)
         return bool(status != "DELETE 0")
 
+    async def tag_many(self, pairs: Sequence[tuple[str, str]], ttl: Optional[float]) -> None:
+        """Record (key, tag) pairs.  (Rows are not expired: a leftover costs one extra key in
+        a later invalidate_tag, never a wrong value.)"""
+        with map_exceptions(LEVEL, "tag"):
+            await self.pool.execute(self._sql_tag, [t for _, t in pairs], [k for k, _ in pairs])
+
+    async def keys_for_tag(self, tag: str) -> list[str]:
+        with map_exceptions(LEVEL, "tag lookup"):
+            return [row[0] for row in await self.pool.fetch(self._sql_tag_keys, tag)]
+
+    async def untag(self, tag: str, keys: Sequence[str]) -> None:
+        with map_exceptions(LEVEL, "untag"):
+            await self.pool.execute(self._sql_untag, tag, list(keys))
+
+    async def delete_prefix(self, prefix: str) -> int:
+        with map_exceptions(LEVEL, "DELETE prefix"):
+            status = await self.pool.execute(self._sql_delete_prefix, prefix)
+        return int(status.split()[-1])
+
     async def clear(self) -> int:
         with map_exceptions(LEVEL, "clear"):
             status = await self.pool.execute(f'DELETE FROM "{self.table}"')
+            await self.pool.execute(f'DELETE FROM "{self.tag_table}"')
         return int(status.split()[-1])
 
     async def count(self) -> int:

@@ -72,6 +72,33 @@ return #KEYS
 """)
 
 
+# KEYS: tag sets; ARGV[1]: ttl in ms (0: none), ARGV[1 + i]: set i's keys joined by NUL
+# (keys never hold NUL).  A set's expiry only ever grows, so it outlives every member.
+_TAG = Script("""
+local ttl = tonumber(ARGV[1])
+for i, set in ipairs(KEYS) do
+  local existed = redis.call('EXISTS', set)
+  local start = 1
+  local s = ARGV[i + 1]
+  while true do
+    local stop = string.find(s, "\\0", start, true)
+    local member = stop and string.sub(s, start, stop - 1) or string.sub(s, start)
+    redis.call('SADD', set, member)
+    if not stop then break end
+    start = stop + 1
+  end
+  if ttl == 0 then
+    redis.call('PERSIST', set)
+  elseif existed == 0 then
+    redis.call('PEXPIRE', set, ttl)
+  else
+    redis.call('PEXPIRE', set, ttl, 'GT')
+  end
+end
+return #KEYS
+""")
+
+
 def _glob_escape(text: str) -> str:
     # SCAN MATCH patterns are globs; a prefix is meant literally.
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
@@ -120,6 +147,7 @@ class RedisTier:
         self.config = config
         self._prefix = config.key_prefix + ":"
         self._match = _glob_escape(self._prefix) + "*"
+        self._tags = config.key_prefix + "!tag:"
         tls = config.redis_url.startswith("rediss://")
         self._pool = Pool(
             config.redis_url,
@@ -212,12 +240,14 @@ class RedisTier:
         except Exception as exc:
             raise _error(exc, "DEL many") from exc
 
-    async def _scan(self, action: str, each_batch: Any) -> int:
-        """SCAN this prefix's keys, 1000 at a time, handing every batch to ``each_batch``."""
+    async def _scan(self, action: str, each_batch: Any, match: Optional[str] = None) -> int:
+        """SCAN this prefix's keys (or ``match``), 1000 at a time, handing every batch to
+        ``each_batch``."""
         cursor, total = b"0", 0
         try:
             while True:
-                cursor, batch = await self._pool.execute("SCAN", cursor, "MATCH", self._match, "COUNT", 1000)
+                cursor, batch = await self._pool.execute(
+                    "SCAN", cursor, "MATCH", match or self._match, "COUNT", 1000)
                 if batch:
                     total += await each_batch(batch)
                 if cursor == b"0":
@@ -226,10 +256,47 @@ class RedisTier:
             raise _error(exc, action) from exc
 
     async def clear(self) -> int:
-        """Remove every key under this cache's prefix (SCAN + UNLINK, never KEYS/FLUSHDB)."""
+        """Remove every key under this cache's prefix (SCAN + UNLINK, never KEYS/FLUSHDB),
+        and its tag sets."""
         async def unlink(batch: list[bytes]) -> int:
             return int(await self._pool.execute("UNLINK", *batch))
-        return await self._scan("clear", unlink)
+        removed = await self._scan("clear", unlink)
+        await self._scan("clear", unlink, _glob_escape(self._tags) + "*")
+        return removed
+
+    # --- tags and prefixes: a set of keys per tag, {key_prefix}!tag:{tag} ----------------
+
+    async def tag_many(self, pairs: Sequence[tuple[str, str]], ttl: Optional[float]) -> None:
+        """Record (key, tag) pairs; a tag's set lives as long as its longest-lived key."""
+        by_tag: dict[str, list[str]] = {}
+        for key, tag in pairs:
+            by_tag.setdefault(tag, []).append(key)
+        try:
+            await self._pool.evalsha(_TAG, [self._tags + t for t in by_tag],
+                                     [0 if ttl is None else _px(ttl)] + ["\x00".join(ks) for ks in by_tag.values()])
+        except Exception as exc:
+            raise _error(exc, "tag") from exc
+
+    async def keys_for_tag(self, tag: str) -> list[str]:
+        try:
+            members = await self._pool.execute("SMEMBERS", self._tags + tag)
+        except Exception as exc:
+            raise _error(exc, "tag lookup") from exc
+        return [m.decode("utf-8") for m in members]
+
+    async def untag(self, tag: str, keys: Sequence[str]) -> None:
+        """Forget these keys' membership of ``tag`` (only these: a put tagging the same tag
+        meanwhile keeps its own)."""
+        try:
+            await self._pool.execute("SREM", self._tags + tag, *keys)
+        except Exception as exc:
+            raise _error(exc, "untag") from exc
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Tombstone every key starting with ``prefix`` (taken literally: glob-escaped)."""
+        async def bury(batch: list[bytes]) -> int:
+            return int(await self._pool.evalsha(_BURY, batch, [TOMBSTONE, TOMBSTONE_TTL_MS]))
+        return await self._scan("DEL prefix", bury, _glob_escape(self._prefix + prefix) + "*")
 
     async def count(self) -> int:
         """Keys under this prefix, tombstones of the last few seconds' invalidations included.
