@@ -9,8 +9,9 @@ event loop finishes its current iteration, then sends them as one bulk call:
 - a key already pending or in flight is not fetched again: its callers share one future;
 - a lone caller takes the single-key path, so it pays one scheduling step over the driver;
   with ``direct=True`` (drivers that survive being cancelled mid-call) a caller that finds
-  nothing pending or in flight calls the driver itself, under ``asyncio.timeout``, and pays
-  no step at all; callers arriving meanwhile share its key or batch among themselves;
+  nothing pending or in flight, while batches hold one key each, calls the driver itself,
+  under ``asyncio.timeout``, and pays no step at all; callers arriving meanwhile share its
+  key or batch among themselves;
 - a caller that is cancelled stops waiting, but the batch, and the other callers, go on
   (each caller waits on a future of its own).
 """
@@ -47,6 +48,8 @@ class BatchLoader(Generic[T]):
         self._pending: dict[str, list[asyncio.Future[Optional[T]]]] = {}
         self._inflight: dict[str, list[asyncio.Future[Optional[T]]]] = {}
         self._scheduled = False
+        # Did the last batch hold a single key?  (See request: the direct path is for then.)
+        self._lone = True
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0
         self.keys_fetched = 0
@@ -54,8 +57,17 @@ class BatchLoader(Generic[T]):
     async def load(self, key: str) -> Optional[T]:
         """The value for ``key`` from a shared bulk read; asyncio.TimeoutError once the batch
         has taken ``timeout`` seconds (it goes on for nobody, its results are dropped)."""
-        if self.direct and not self._pending and not self._inflight:
-            return await self._load_direct(key)
+        return await self.request(key)
+
+    def request(self, key: str) -> Awaitable[Optional[T]]:
+        """:meth:`load` without a coroutine of its own: the caller's future in a batch, or the
+        direct call's coroutine.  The cache's read path awaits this, one coroutine layer fewer
+        per get (each layer is created, and resumed, once per caller)."""
+        # Direct only while callers come one at a time: once a batch took several keys, the
+        # first caller to come back after it would otherwise go alone and leave the rest to a
+        # second round trip (at 64 callers: a 1-key call beside every 63-key batch).
+        if self.direct and self._lone and not self._pending and not self._inflight:
+            return self._load_direct(key)
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Optional[T]] = loop.create_future()
         waiters = self._inflight.get(key)
@@ -70,7 +82,7 @@ class BatchLoader(Generic[T]):
             elif not self._scheduled:
                 self._scheduled = True
                 loop.call_soon(self._dispatch)
-        return await waiter
+        return waiter
 
     async def _load_direct(self, key: str) -> Optional[T]:
         # The call runs in the caller's own task (no task, no timer of wait_for's): that is
@@ -141,6 +153,7 @@ class BatchLoader(Generic[T]):
 
     async def _run(self, batch: dict[str, list[asyncio.Future[Optional[T]]]]) -> None:
         keys = list(batch)
+        self._lone = len(keys) == 1
         self.batches += 1
         self.keys_fetched += len(keys)
         try:

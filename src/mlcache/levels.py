@@ -161,7 +161,7 @@ class SharedLevel:
         t0 = time.perf_counter()
         try:
             try:
-                entry = await self.loader.load(key)
+                entry = await self.loader.request(key)
             except asyncio.TimeoutError:
                 raise self._deadline("read") from None
         except TierError as exc:
