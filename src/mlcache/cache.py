@@ -207,19 +207,24 @@ class MultiLevelCache:
                     await self._drop_corrupt(level, key, exc)
                     upper = level
                     continue
-                if self._changed_since(key, mark):
+                # (No mutation at all since the mark, the usual case, needs no lookup.)
+                if self._mutations != mark and self._changed_since(key, mark):
                     # Put or invalidated since this read began: the value read may be the old
                     # one, and writing it back upward would undo that change.
                     return value, level.name
                 # The remaining lifetime travels with the value: an upper level forgets it no
                 # later than the level it came from.  (Two shared levels at most: L2 over L3.)
-                if upper is not None:
-                    await upper.fill(key, entry.data, entry.ttl)
-                    if self._changed_since(key, mark):
-                        return value, level.name
                 ttl = entry.ttl
+                if upper is not None:
+                    await upper.fill(key, entry.data, ttl)
+                    if self._mutations != mark and self._changed_since(key, mark):
+                        return value, level.name
                 if ttl is None or ttl > 0:
-                    self._l1_set(key, value, ttl, len(entry.data))
+                    # _l1_set, inlined (once per L2/L3 hit): capped by L1's lifetime cap.
+                    cap = self._l1_cap
+                    if cap is not None and (ttl is None or ttl > cap):
+                        ttl = cap
+                    self._l1.set(key, value, ttl, len(entry.data))
                 # The level's own name: a position in _below said "L2" for an L3 hit when no
                 # Redis was configured (test_faults_servers found it).
                 return value, level.name

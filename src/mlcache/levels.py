@@ -9,7 +9,7 @@ import time
 from typing import Any, Optional, Sequence, Union
 
 from .batching import BatchLoader, WriteBatcher
-from .breaker import CircuitBreaker
+from .breaker import CLOSED, CircuitBreaker
 from .pending import PendingDeletes
 from .config import L2Config, L3Config
 from .errors import TierError, TierTimeoutError
@@ -20,6 +20,9 @@ log = logging.getLogger("mlcache")
 # Upper bounds (seconds) of the read-latency histogram kept for L2/L3: 0.1 ms to 2.5 s.
 # Seconds between two warnings about one failing level.
 LOG_EVERY = 1.0
+
+_perf = time.perf_counter
+_bisect_left = bisect.bisect_left
 
 LATENCY_BOUNDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -151,14 +154,18 @@ class SharedLevel:
         return removed
 
     async def fetch(self, key: str) -> Optional[Entry]:
-        if self.pending and self.pending.blocks(key):
+        # Once per L1 miss: PendingDeletes.blocks and CircuitBreaker.allow are inlined up to
+        # their common answer (nothing pending, breaker closed), a method call each saved.
+        pending = self.pending
+        if pending.overflowed or (pending.keys and key in pending.keys):
             self.misses += 1
             return None
-        if not self.breaker.allow():
+        breaker = self.breaker
+        if breaker.state != CLOSED and not breaker.allow():
             self.misses += 1
             self.skipped += 1
             return None
-        t0 = time.perf_counter()
+        t0 = _perf()
         try:
             try:
                 entry = await self.loader.request(key)
@@ -169,9 +176,9 @@ class SharedLevel:
             self._failed(exc, "read")
             return None
         finally:
-            elapsed = time.perf_counter() - t0
+            elapsed = _perf() - t0
             self.read_seconds += elapsed
-            self.latency_counts[bisect.bisect_left(LATENCY_BOUNDS, elapsed)] += 1
+            self.latency_counts[_bisect_left(LATENCY_BOUNDS, elapsed)] += 1
         if entry is None:
             self.misses += 1
         else:
