@@ -223,6 +223,47 @@ async def test_direct_loader_timeout_is_the_callers_alone() -> None:
         await loader.load("y")
 
 
+async def test_direct_loader_deadline_follows_each_call() -> None:
+    # One timer bounds every direct call (no asyncio.timeout per call): armed for the first
+    # call's deadline, it must re-arm for a later call rather than cut it short or miss it.
+    f = Fetcher(delay=0.0)
+    loader = BatchLoader(f.one, f.many, direct=True, timeout=0.1)
+    assert await loader.load("a") == "A"      # arms the timer for a's deadline
+    await asyncio.sleep(0.06)
+    f.delay = 0.08                            # outlives a's deadline, not its own
+    assert await loader.load("b") == "B"
+    f.delay = 0.0
+    assert await loader.load("e") == "E"      # the timer is armed for a deadline before c's
+    await asyncio.sleep(0.03)
+    f.delay = 1.0                             # outlives its own: cut at its deadline
+    c = asyncio.create_task(loader.load("c"))
+    done, _ = await asyncio.wait([c], timeout=0.5)
+    assert c in done and isinstance(c.exception(), asyncio.TimeoutError)
+    assert not loader._directs and asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+    await loader.aclose()
+
+
+async def test_direct_loader_cancel_is_not_a_timeout() -> None:
+    f = Fetcher(delay=1.0)
+    loader = BatchLoader(f.one, f.many, direct=True, timeout=0.05)
+    a = asyncio.create_task(loader.load("x"))
+    await asyncio.sleep(0.01)
+    a.cancel()                                # the caller's own cancel, before the deadline
+    with pytest.raises(asyncio.CancelledError):
+        await a
+    # A cancel landing together with the deadline stays a cancel (asyncio.timeout's rule).
+    b = asyncio.create_task(loader.load("y"))
+    await asyncio.sleep(0.01)
+    watch = loader._directs[b]
+    watch[1] = 0.0                            # past its deadline: the next check expires it
+    loader._check_directs()
+    b.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await b
+    assert not loader._directs
+    await loader.aclose()
+
+
 async def test_concurrent_puts_are_batched_and_last_write_wins(cache: MultiLevelCache, cache_config: dict,
                                                               direct: Any) -> None:
     await asyncio.gather(*(cache.put(f"w{i % 40}", i, ttl_seconds=60) for i in range(120)))
