@@ -18,12 +18,21 @@ from .resp import Pool, RespError, Script
 LEVEL = "L2"
 
 # One round trip for many keys, each with its remaining lifetime from Redis' own clock.
-# false, not nil, marks a missing key: nil would end the Lua array.
+# false, not nil, marks a missing key: nil would end the Lua array.  One MGET per 1000 keys
+# (unpack's limit is ~8000) and a PTTL only for the keys found (-2, as PTTL says, for the
+# others): each redis.call costs Redis ~0.6 us, and a GET+PTTL pair per key made the script
+# 56.5 us of server time for 65 keys, 47.5 us this way (INFO commandstats, same server).
 _GET_MANY = Script("""
 local out = {}
-for i, key in ipairs(KEYS) do
-  out[2 * i - 1] = redis.call('GET', key)
-  out[2 * i] = redis.call('PTTL', key)
+local n = #KEYS
+for first = 1, n, 1000 do
+  local last = math.min(first + 999, n)
+  local values = redis.call('MGET', unpack(KEYS, first, last))
+  for i = first, last do
+    local value = values[i - first + 1]
+    out[2 * i - 1] = value
+    out[2 * i] = value and redis.call('PTTL', KEYS[i]) or -2
+  end
 end
 return out
 """)
