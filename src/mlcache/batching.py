@@ -135,7 +135,7 @@ class BatchLoader(Generic[T]):
         if task is None:
             raise RuntimeError("BatchLoader.load must run in a task")
         assert self.timeout is not None
-        watch = [task, loop.time() + self.timeout, task.cancelling(), False]
+        watch: list[Any] = [task, loop.time() + self.timeout, task.cancelling(), False]
         self._directs[task] = watch
         if self._watchdog is None or self._watchdog.when() > watch[1]:
             if self._watchdog is not None:
