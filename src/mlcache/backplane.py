@@ -30,6 +30,8 @@ from typing import Any, Callable, Optional
 import msgpack
 import redis.asyncio as aioredis
 
+from .config import L2Config
+
 log = logging.getLogger("mlcache.backplane")
 
 PING_EVERY = 0.5      # seconds between health PINGs on an idle subscription
@@ -247,3 +249,14 @@ class Backplane:
             if now - pinged >= PING_EVERY:
                 pinged = now
                 await pubsub.ping()
+
+
+def tls_kwargs(cfg: L2Config) -> dict[str, Any]:
+    """redis-py's TLS arguments from the L2 settings (the backplane's client is redis-py)."""
+    out: dict[str, Any] = {}
+    if cfg.redis_url is not None and cfg.redis_url.startswith("rediss://"):
+        for opt in ("keyfile", "certfile", "ca_certs"):
+            value = getattr(cfg, f"redis_ssl_{opt}")
+            if value is not None:
+                out[f"ssl_{opt}"] = value
+    return out

@@ -218,11 +218,7 @@ class BatchLoader(Generic[T]):
                 results = await self._fetch_many(keys)
         except BaseException as exc:
             for waiters in batch.values():
-                if isinstance(exc, asyncio.CancelledError):
-                    for w in waiters:
-                        w.cancel()
-                else:
-                    _fail(waiters, exc)
+                _fail(waiters, exc)
             if not isinstance(exc, Exception):
                 raise
         else:
@@ -251,10 +247,15 @@ def _resolve(waiters: list[asyncio.Future[Any]], result: Any) -> None:
 
 
 def _fail(waiters: list[asyncio.Future[Any]], exc: BaseException) -> None:
+    """A batch that was cancelled cancels its waiters; one that failed passes them the error."""
+    cancelled = isinstance(exc, asyncio.CancelledError)
     for w in waiters:
         if not w.done():
-            w.set_exception(exc)
-            w.exception()  # retrieved: its caller may have gone
+            if cancelled:
+                w.cancel()
+            else:
+                w.set_exception(exc)
+                w.exception()  # retrieved: its caller may have gone
 
 
 def _expire(batch: dict[str, list[asyncio.Future[Any]]]) -> None:
@@ -330,11 +331,7 @@ class WriteBatcher(Generic[T]):
             else:
                 await self._write_many(items)
         except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                for w in waiters:
-                    w.cancel()
-            else:
-                _fail(waiters, exc)
+            _fail(waiters, exc)
             if not isinstance(exc, Exception):
                 raise
         else:

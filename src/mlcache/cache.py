@@ -12,8 +12,8 @@ import logging
 from types import TracebackType
 from typing import Any, Iterable, Mapping, Optional, Union
 
-from .backplane import UNTRUSTED_TTL, Backplane
-from .config import CacheConfig, L2Config
+from .backplane import UNTRUSTED_TTL, Backplane, tls_kwargs
+from .config import CacheConfig
 from .errors import SerializationError, TierError
 from .l1 import L1Cache
 from .levels import AbsentLevel, SharedLevel
@@ -74,7 +74,7 @@ class MultiLevelCache:
             self.backplane = Backplane(
                 cfg.l2.backplane_url or cfg.l2.redis_url, cfg.l2.key_prefix, on_keys=self._remote_keys,
                 on_clear=self._remote_clear, on_prefix=self._forget_prefix, on_trust=self._trust,
-                client_kwargs=_ssl_kwargs(cfg.l2))
+                client_kwargs=tls_kwargs(cfg.l2))
             self._l1_cap = _capped(UNTRUSTED_TTL, self._l1_max_ttl)
         # No stale write-back (docs/consistency.md): a read records the mutation count when it
         # starts; a key changed meanwhile (here, or on another process via the backplane) is
@@ -582,13 +582,3 @@ class MultiLevelCache:
 
 def _capped(ttl: float, cap: Optional[float]) -> float:
     return ttl if cap is None else min(ttl, cap)
-
-
-def _ssl_kwargs(cfg: L2Config) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if cfg.redis_url is not None and cfg.redis_url.startswith("rediss://"):
-        for opt in ("keyfile", "certfile", "ca_certs"):
-            value = getattr(cfg, f"redis_ssl_{opt}")
-            if value is not None:
-                out[f"ssl_{opt}"] = value
-    return out
