@@ -264,6 +264,23 @@ async def test_direct_loader_cancel_is_not_a_timeout() -> None:
     await loader.aclose()
 
 
+async def test_a_cancel_safe_batch_past_its_deadline_is_cancelled() -> None:
+    # A driver that survives cancellation (direct=True) is stopped at the deadline instead of
+    # holding its connection for nobody: L3's lone read has no driver timer of its own.
+    f = Fetcher(delay=5.0)
+    loader = BatchLoader(f.one, f.many, direct=True, timeout=0.05)
+    loader._lone = False                  # as after a batch of several keys: no direct call
+    t0 = asyncio.get_running_loop().time()
+    callers = [asyncio.create_task(loader.load("a")) for _ in range(2)]
+    await asyncio.sleep(0.01)
+    (task,) = loader._tasks               # one batch for both callers
+    results = await asyncio.gather(*callers, return_exceptions=True)
+    assert all(isinstance(r, asyncio.TimeoutError) for r in results)
+    done, _ = await asyncio.wait([task], timeout=1.0)
+    assert task in done and task.cancelled() and f.calls == [["a"]]
+    assert asyncio.get_running_loop().time() - t0 < 1.0 and not loader._inflight
+
+
 async def test_concurrent_puts_are_batched_and_last_write_wins(cache: MultiLevelCache, cache_config: dict,
                                                               direct: Any) -> None:
     await asyncio.gather(*(cache.put(f"w{i % 40}", i, ttl_seconds=60) for i in range(120)))

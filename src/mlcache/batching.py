@@ -203,7 +203,10 @@ class BatchLoader(Generic[T]):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         if self.timeout is not None:
-            timer = loop.call_later(self.timeout, _expire, batch)
+            # A driver that survives cancellation is cancelled at the deadline too: nobody
+            # waits for the answer any more, and the call may hold a connection meanwhile
+            # (L3's lone read has no timer of its own).
+            timer = loop.call_later(self.timeout, _expire, batch, task if self.direct else None)
             task.add_done_callback(lambda _: timer.cancel())
 
     async def _run(self, batch: dict[str, list[asyncio.Future[Optional[T]]]]) -> None:
@@ -258,13 +261,16 @@ def _fail(waiters: list[asyncio.Future[Any]], exc: BaseException) -> None:
                 w.exception()  # retrieved: its caller may have gone
 
 
-def _expire(batch: dict[str, list[asyncio.Future[Any]]]) -> None:
-    # The batch's deadline: its callers stop waiting, the driver call goes on undisturbed.
+def _expire(batch: dict[str, list[asyncio.Future[Any]]], task: Optional[asyncio.Task[Any]] = None) -> None:
+    # The batch's deadline: its callers stop waiting; the driver call goes on undisturbed
+    # unless it is cancel-safe and so given as ``task``.
     for waiters in batch.values():
         for w in waiters:
             if not w.done():
                 w.set_exception(asyncio.TimeoutError())
                 w.exception()
+    if task is not None:
+        task.cancel()
 
 
 class WriteBatcher(Generic[T]):

@@ -17,6 +17,14 @@ from ..config import L3Config
 from ..errors import TierError
 from .base import Entry, map_exceptions, mapped
 
+try:
+    # asyncpg's "no timeout" for one call, overriding the connection's command_timeout.
+    # Private, so a version without it just keeps the command timeout (correct, a timer
+    # slower).
+    from asyncpg.protocol.protocol import NO_TIMEOUT as _UNTIMED
+except ImportError:  # pragma: no cover - depends on the asyncpg version
+    _UNTIMED = None
+
 LEVEL = "L3"
 SWEEP_BATCH = 5000
 log = logging.getLogger("mlcache.l3")
@@ -173,7 +181,10 @@ class PostgresTier:
         else:
             self._solo_busy = True
             try:
-                row = await stmt.fetchrow(key)
+                # No per-query timer: every read reaches here through the level's BatchLoader,
+                # whose deadline cancels it (cancel_safe), and the timer asyncpg arms for
+                # command_timeout was a tenth of a lone read's cost.
+                row = await stmt.fetchrow(key, timeout=_UNTIMED)
             except BaseException as exc:
                 # Whatever went wrong (a restart, a terminated backend, a cancelled query), the
                 # pool knows how to check and replace a connection; a fresh one is taken next.
