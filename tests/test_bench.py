@@ -39,7 +39,7 @@ def test_quick_shrinks_everything_but_explicit_values_win() -> None:
     ("change", "flag"),
     [({"duration": -1.0}, "--duration"), ({"keys": 199}, "--keys"), ({"combined_keys": 0}, "--combined-keys"),
      ({"miss_ratio": 2.0}, "--miss-ratio"), ({"redis_url": "localhost:6379"}, "--redis-url"),
-     ({"out": ""}, "--out")],
+     ({"out": ""}, "--out"), ({"rounds": 0}, "--rounds")],
 )
 def test_problems_name_the_flag(change: dict[str, object], flag: str) -> None:
     problems = BenchOptions(**change).problems()  # type: ignore[arg-type]
@@ -179,3 +179,19 @@ def test_a_missing_peer_is_a_note_not_a_failure(monkeypatch: pytest.MonkeyPatch)
     assert peer is None and why is not None and "cashews is not installed" in why
     peer, why = make_peer("aiocache", "unix:///tmp/redis.sock", "ns")
     assert peer is None and why is not None and "aiocache skipped" in why
+
+
+def test_rounds_report_each_figure_as_its_median_run() -> None:
+    from mlcache.bench.measure import Run
+    from mlcache.bench.runner import median_runs
+
+    def run(run_id: str, ops: int) -> Run:
+        return Run(run_id, run_id, "mlcache", 1, ops, 1, 1.0, {})
+
+    rounds = [[run("a", 30), run("b", 5)], [run("a", 10), run("b", 7)], [run("a", 20), run("b", 6)]]
+    chosen = median_runs(rounds)
+    assert [(r.id, r.ops) for r in chosen] == [("a", 20), ("b", 6)]
+    assert chosen[0].info["rounds_ops_per_s"] == [30.0, 10.0, 20.0]
+    assert median_runs([[run("a", 1)]])[0].info == {}      # one round: nothing to add
+    even = median_runs([[run("a", 4)], [run("a", 8)]])
+    assert even[0].ops == 4                                 # the lower middle: never flattering

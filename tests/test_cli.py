@@ -68,9 +68,10 @@ async def test_quick_on_given_servers_prints_dashboard_and_writes_the_report(
 
 
 def test_quick_zero_config_starts_its_own_servers_and_prints_json(tmp_path: Path) -> None:
-    out = bench("--quick", "--json", "--out", str(tmp_path))
+    out = bench("--quick", "--json", "--rounds", "2", "--out", str(tmp_path))
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
+    assert result["options"]["rounds"] == 2
     assert any("throwaway redis-server" in n for n in result["servers"])
     assert any("throwaway PostgreSQL" in n for n in result["servers"])
     stats = result["stats"]
@@ -79,6 +80,7 @@ def test_quick_zero_config_starts_its_own_servers_and_prints_json(tmp_path: Path
     for run_id in ("L1.get@1", "L2.get@64", "L3.get@64", "redis.mget100@1", "pg.any100@64",
                    "put_many100@1", "zipf@64:mlcache", "zipf@256:mlcache", "write@64:redis-py", "combined@64"):
         assert runs[run_id]["ops"] > 0, run_id
+        assert len(runs[run_id]["rounds_ops_per_s"]) == 2, run_id
         assert runs[run_id]["latency_us"]["p99"] >= runs[run_id]["latency_us"]["p50"] > 0
     for peer in ("cashews", "aiocache"):
         if find_spec(peer) is not None:

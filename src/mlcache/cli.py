@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--zipf", type=float, default=0.99, help="Zipf exponent of the hot/cold keys (default 0.99)")
     b.add_argument("--read-ratio", type=float, default=0.9, help="share of gets (default 0.9)")
     b.add_argument("--seed", type=int, default=42)
+    b.add_argument("--rounds", type=int, default=1,
+                   help="run the whole suite this many times, interleaved, and report each figure's "
+                        "median run (default 1; on a shared machine use 3 or 5)")
     return parser
 
 

@@ -34,6 +34,9 @@ async def run_matrix(ctx: Context) -> None:
             ctx.notes.append(str(why))
             continue
         contenders[name] = peer
+        if f"peer:{name}" in ctx.loaded:
+            continue
+        ctx.loaded.add(f"peer:{name}")
         bar = ctx.progress.counter(n, f"preloading {name}")
         for ids in chunks(0, n, 5_000):
             await peer.preload({key(i): ctx.value(i) for i in ids})

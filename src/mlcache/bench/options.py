@@ -41,6 +41,7 @@ class BenchOptions:
     read_ratio: float = 0.9
     miss_ratio: float = 0.03               # share of reads asking for keys stored nowhere
     seed: int = 42
+    rounds: int = 1                        # whole-suite repeats; each figure is the median run
     progress: Optional[bool] = None        # None: bars when stderr is a TTY and not --json
     command: str = "mlcache bench"         # as typed, for the report
 
@@ -98,6 +99,7 @@ class BenchOptions:
         need(0 < self.zipf <= 5, "zipf", "must be > 0 and at most 5")
         need(0.0 <= self.read_ratio <= 1.0, "read-ratio", "must be between 0 and 1")
         need(0.0 <= self.miss_ratio <= 1.0, "miss-ratio", "must be between 0 and 1")
+        need(1 <= self.rounds <= 25, "rounds", "must be between 1 and 25")
         if self.redis_url is not None:
             need(self.redis_url.startswith(REDIS_SCHEMES), "redis-url",
                  "must start with " + ", ".join(REDIS_SCHEMES))

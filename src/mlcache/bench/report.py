@@ -49,8 +49,17 @@ def header_lines(result: dict[str, Any]) -> list[str]:
         f"Redis {v['redis']}, PostgreSQL {v['postgresql']}, L1 {m['l1']}",
         *("  " + n for n in result["servers"]),
         f"  command: {result['command']}",
+        f"  {_rounds(result)}",
         f"  load average at start / end: {m['load_average']} / {result['load_average_end']}",
     ]
+
+
+def _rounds(result: dict[str, Any]) -> str:
+    n = result["options"]["rounds"]
+    if n == 1:
+        return "one round: each figure is a single run (--rounds 3 or more gives medians)"
+    return (f"{n} rounds of the whole suite: each figure is its median run "
+            "(every round's figure is in results.json, runs[].info.rounds_ops_per_s)")
 
 
 def summary_lines(stats: dict[str, Any], run: Run) -> list[str]:
@@ -107,7 +116,8 @@ def markdown(result: dict[str, Any], o: BenchOptions, runs: dict[str, Run], comb
         f"- {m['python']}; L1 {m['l1']}",
         f"- Redis {m['servers']['redis']}, PostgreSQL {m['servers']['postgresql']}; " + "; ".join(result["servers"]),
         f"- libraries: {libs}",
-        f"- command: `{result['command']}` ({result['elapsed_s']:.0f} s in all)", "",
+        f"- command: `{result['command']}` ({result['elapsed_s']:.0f} s in all)",
+        f"- {_rounds(result)}", "",
         "## Targets", "", t["targets"] + ".", "", targets_table(targets).markdown(), "",
         "## Levels", "", t["levels"] + ".", "", levels_table(runs, o).markdown(), "",
         "## Workloads", "", t["matrix"] + ".", "", matrix_table(runs, o).markdown(), "",
