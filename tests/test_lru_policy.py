@@ -622,6 +622,28 @@ def test_twins_agree_on_a_skewed_workload(seed: int) -> None:
     assert twins[0].evictions > 10_000 and twins[0].ghost_hits > 0
 
 
+@pytest.mark.skipif(NO_EXTENSIONS, reason="only the pure LRU exists without extensions")
+def test_twins_agree_when_hot_entries_are_removed_and_come_back() -> None:
+    """A protected entry's hits are counted late (when it leaves protected): removals too."""
+    rng = random.Random(5)
+    twins = [PyLRU(100, policy="tinylfu"), _compiled()(100, policy="tinylfu")]
+    weights = [1.0 / (i + 1) for i in range(1000)]
+    keys = list(range(1000))
+    for step in range(30_000):
+        k = rng.choices(keys, weights)[0]
+        if step % 7 == 0:
+            assert len({c.pop(k, None) for c in twins}) == 1
+            continue
+        results = [c.get(k) for c in twins]
+        assert results[0] == results[1]
+        if results[0] is None:
+            for c in twins:
+                c.set(k, k)
+        if step % 101 == 0:
+            assert twins[0].keys() == twins[1].keys(), step
+    assert twins[0].stats() == twins[1].stats()
+
+
 def test_twins_share_their_constants() -> None:
     import mlcache._lru_py as pure
 

@@ -24,6 +24,8 @@ benchmarks/hit_ratio.py and benchmarks/results/hit_ratio.md):
   frequencies (4-bit counters, four per key, halved every 20 x capacity increments, behind a
   doorkeeper Bloom filter that keeps one-hit wonders out) decides which of the two stays.
   A main-region entry that is hit again moves from probation to protected (80% of main).
+  Hits on protected entries reach the sketch late, when the entry leaves protected or at the
+  next aging (``_pend``): nothing reads their frequency in between.
 * The window's share adapts by hill climbing, one entry at a time, towards whichever side
   would have had more hits.  Caffeine decides the direction by comparing the hit rates of
   successive samples; on the traces that signal was swamped by the workload's own swings
@@ -144,7 +146,7 @@ def _spread(h: int) -> int:
 
 @final
 class _Node:
-    __slots__ = ("key", "value", "expires_at", "prev", "next", "linked", "hash", "charge", "queue")
+    __slots__ = ("key", "value", "expires_at", "prev", "next", "linked", "hash", "charge", "queue", "pending")
 
     key: Hashable
     value: Any
@@ -155,6 +157,7 @@ class _Node:
     hash: int
     charge: int
     queue: int
+    pending: int
 
     def __init__(self, key: Hashable, value: Any, expires_at: float, hash_: int, charge: int) -> None:
         self.key = key
@@ -166,6 +169,7 @@ class _Node:
         self.hash = hash_
         self.charge = charge
         self.queue = _WINDOW
+        self.pending = 0
 
 
 def _limit_bytes(max_mem: int, entries: int, capacity: int) -> int:
@@ -404,6 +408,8 @@ class LRU:
         elif node.queue == _PROTECTED:
             self._prot_n -= 1
             self._prot_bytes -= node.charge
+            if node.pending:
+                self._flush_pending(node)
         self._mem -= node.charge
 
     def _move(self, node: _Node, queue: int) -> None:
@@ -415,6 +421,8 @@ class LRU:
         elif node.queue == _PROTECTED:
             self._prot_n -= 1
             self._prot_bytes -= charge
+            if node.pending:
+                self._flush_pending(node)
         self._unlink(node)
         if queue == _WINDOW:
             self._win_n += 1
@@ -596,18 +604,52 @@ class LRU:
 
     def _touch(self, node: _Node) -> None:
         """A tinylfu access to a stored entry (a get hit or a set of a stored key)."""
-        self._sketch_count(node.hash)
         queue = node.queue
+        if queue == _PROTECTED:
+            self._pend(node)
+            self._move_to_front(self._protected, node)
+            return
+        self._sketch_count(node.hash)
         if queue == _WINDOW:
             self._move_to_front(self._root, node)
-        elif queue == _PROTECTED:
-            self._move_to_front(self._protected, node)
         elif self._prot_max == 0 or (self._max_mem is not None and node.charge > self._prot_max_bytes):
             # Protected has no room for it at all: it stays on probation, now the most recent.
             self._move_to_front(self._probation, node)
         else:
             self._move(node, _PROTECTED)
             self._demote_protected(node)
+
+    def _pend(self, node: _Node) -> None:
+        # A protected entry's hits wait in the entry and reach the sketch when it leaves
+        # protected (demoted, moved to the window, removed) or at the next aging, whichever
+        # comes first.  Nothing reads a protected key's frequency in between: admission duels
+        # the window's and probation's least recent entries only.  In the compiled twin this
+        # spares the common hit a random sketch block (one more cache line): get hit from
+        # 0.81 to ~0.9 x the "lru" policy's.  At most 15 wait: a counter saturates at 15, so
+        # k increments at once (any order) are min(15, count + k) per counter.  Each counts
+        # toward the aging schedule now, as if it had been added.
+        if not self._table or node.pending == 15:
+            return
+        node.pending += 1
+        self._sketch_size += 1
+        if self._sketch_size >= self._sketch_sample:
+            self._sketch_age()
+
+    def _flush_pending(self, node: _Node) -> None:
+        table = self._table
+        if table:
+            mask = len(table) - 1
+            x = _spread(node.hash)
+            block = (x & (mask >> 3)) << 3
+            selectors = x >> 32
+            k = node.pending
+            for i in range(4):
+                bits = (selectors >> (i << 3)) & 0xFF
+                slot = block + (bits & 1) + (i << 1)
+                shift = ((bits >> 1) & 15) << 2
+                count = (table[slot] >> shift) & 0xF
+                table[slot] += min(k, 15 - count) << shift
+        node.pending = 0
 
     def _sketch_ensure(self) -> None:
         """Size the sketch once the cache is half full (by entries or bytes), as Caffeine does.
@@ -680,7 +722,14 @@ class LRU:
 
     def _sketch_age(self) -> None:
         # Halve every counter so that old popularity fades (TinyLFU's "reset"), and start the
-        # doorkeeper afresh.
+        # doorkeeper afresh.  The protected entries' pending hits join the counters first, to
+        # be halved with them (O(capacity), as the halving is).
+        protected = self._protected
+        cur = protected.next
+        while cur is not protected:
+            if cur.pending:
+                self._flush_pending(cur)
+            cur = cur.next
         table = self._table
         odd = 0
         for i, word in enumerate(table):
