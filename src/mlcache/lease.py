@@ -36,7 +36,7 @@ def new_token() -> str:
 class RedisLease:
     def __init__(self, level: "SharedLevel") -> None:
         tier: Any = level.tier
-        self._pool = tier._pool
+        self._pool = tier.pool
         self._breaker = level.breaker
         self._timeout = level.read_timeout
         # "!" rather than ":" keeps leases out of the cache's own "{prefix}:*" key space, so

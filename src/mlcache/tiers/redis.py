@@ -173,6 +173,11 @@ class RedisTier:
     def redis_key(self, key: str) -> str:
         return self._prefix + key
 
+    @property
+    def pool(self) -> Pool:
+        """The RESP connection pool, for helpers riding on L2's sockets (leases)."""
+        return self._pool
+
     def pool_stats(self) -> dict[str, int]:
         """Connections open, and how many owe replies: ``{"connected": n, "in_use": m}``."""
         return self._pool.stats()
