@@ -517,7 +517,7 @@ class MultiLevelCache:
         self._mutated([k for k in self._reading if k.startswith(prefix)])
         delete = self._l1.delete
         for key in self._l1.keys():
-            if key.startswith(prefix):
+            if isinstance(key, str) and key.startswith(prefix):  # (the cache stores only str keys)
                 delete(key)
 
     # --- stats -----------------------------------------------------------------------------
