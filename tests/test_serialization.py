@@ -41,6 +41,18 @@ def test_refused(value: Any) -> None:
         S.dumps("k", value)
 
 
+
+def test_a_refused_value_leaves_nothing_behind_for_the_next() -> None:
+    # The serializer reuses one msgpack Packer: a pack that fails half way (after the list
+    # header and the 1) must not leave those bytes in front of the next value.
+    s = Serializer(1024)
+    with pytest.raises(SerializationError):
+        s.dumps("k", [1, object()])
+    with pytest.raises(SerializationError):
+        s.dumps("k", [1, (2, object())])  # fails inside a nested tuple's own Packer
+    assert s.dumps("k", {"a": (1, 2)}) == Serializer(1024).dumps("k", {"a": (1, 2)})
+    assert s.loads("k", s.dumps("k", {"a": (1, 2)})) == {"a": (1, 2)}
+
 def test_size_limit_counts_serialized_bytes() -> None:
     small = Serializer(1024)
     small.dumps("k", b"x" * 1000)
