@@ -10,11 +10,12 @@ from collections import Counter
 import pytest
 
 from mlcache.bench import BenchOptions
-from mlcache.bench.context import hit_rates
+from mlcache.bench.context import Context, hit_rates
 from mlcache.bench.measure import Run, Timeline, drive, percentiles
 from mlcache.bench.tables import Table, targets_table
 from mlcache.bench.targets import evaluate
-from mlcache.bench.workloads import GET, PUT, ZipfSampler, key_batches, patterns, plan, uniform_keys
+from mlcache.bench.progress import Progress
+from mlcache.bench.workloads import GET, PUT, ZipfSampler, key, key_batches, patterns, plan, uniform_keys
 
 
 # --- options --------------------------------------------------------------------------------
@@ -195,3 +196,23 @@ def test_rounds_report_each_figure_as_its_median_run() -> None:
     assert median_runs([[run("a", 1)]])[0].info == {}      # one round: nothing to add
     even = median_runs([[run("a", 4)], [run("a", 8)]])
     assert even[0].ops == 4                                 # the lower middle: never flattering
+
+
+async def test_reset_l2_leaves_exactly_the_preloaded_hottest_keys(redis_url: str) -> None:
+    # Each mlcache run must start from the data set's L2 as designed, not from the keys the
+    # runs before it promoted or wrote there.
+    import redis.asyncio as aioredis
+
+    ctx = Context(BenchOptions(quick=True).resolved(), redis_url, "postgresql://unused", "mlcbreset",
+                  Progress(False, 0), "payload")
+    prefix = ctx.redis_prefix("d") + ":"
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        await client.mset({prefix + key(i): b"v" for i in range(25)})
+        await client.set(prefix + "absent1", b"x")  # not one of the data set's keys: left alone
+        await ctx.reset_l2("d", 25, l2_upto=5)
+        left = sorted([k.decode() async for k in client.scan_iter(match=prefix + "*")])
+        assert left == sorted([prefix + key(i) for i in range(5)] + [prefix + "absent1"])
+    finally:
+        await client.delete(*[prefix + key(i) for i in range(5)], prefix + "absent1")
+        await client.aclose()

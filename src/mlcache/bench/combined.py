@@ -13,16 +13,17 @@ from ..cache import MultiLevelCache
 from . import peers
 from .context import Context, hit_rates, level_failures, mlcache_op
 from .measure import Run
-from .workloads import patterns, plan
+from .workloads import l2_share, patterns, plan
 
 
 async def run_combined(ctx: Context) -> tuple[Run, dict[str, Any]]:
     o = ctx.opts
     n = o.combined_keys
     assert n is not None
-    await ctx.preload("combined", n, l2_upto=n // 5)
+    await ctx.preload("combined", n, l2_upto=l2_share(n))
+    await ctx.reset_l2("combined", n, l2_upto=l2_share(n))
     pattern = patterns(o.read_ratio, o.zipf)["zipf"]
-    ops = plan(pattern, n, zipf=o.zipf, miss_ratio=o.miss_ratio, seed=o.seed, length=o.plan_length)
+    ops = plan(pattern, n, zipf=o.zipf, miss_ratio=o.miss_ratio, seed=o.seed, length=o.combined_plan_length)
     title = f"combined: Zipf({o.zipf:g}) over {n:,} keys, {o.read_ratio:.0%} reads, {o.concurrency} callers"
     async with MultiLevelCache(ctx.config("combined", l1=o.l1_for(n))) as cache:
         run = await ctx.measure(f"combined@{o.concurrency}", title, "mlcache",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..cache import MultiLevelCache
 from . import peers
 from .context import Context, hit_rates, level_failures, mlcache_op
-from .workloads import ZipfSampler, chunks, key, patterns, plan
+from .workloads import ZipfSampler, chunks, key, l2_share, patterns, plan
 
 CONTENDERS = ("mlcache", "cashews", "aiocache", "redis-py")
 
@@ -26,7 +26,7 @@ async def run_matrix(ctx: Context) -> None:
     o = ctx.opts
     n = o.keys
     assert n is not None
-    await ctx.preload("mixed", n, l2_upto=n // 5)
+    await ctx.preload("mixed", n, l2_upto=l2_share(n))
     contenders: dict[str, peers.Contender] = {}
     for name in CONTENDERS[1:]:
         peer, why = peers.make_peer(name, ctx.redis_url, ctx.namespace)
@@ -66,6 +66,7 @@ async def _run_rows(ctx: Context, contenders: dict[str, peers.Contender]) -> Non
             run_id = f"{pname}@{callers}:{name}"
             title = f"{pattern.title}, {callers} callers: {name}"
             if name == "mlcache":
+                await ctx.reset_l2("mixed", n, l2_upto=l2_share(n))
                 async with MultiLevelCache(ctx.config("mixed", l1=o.l1_for(n))) as cache:
                     run = await ctx.measure(run_id, title, name, mlcache_op(cache, value, peers.TTL), ops,
                                             callers, labelled=True)

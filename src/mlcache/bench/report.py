@@ -12,6 +12,7 @@ from .measure import Run
 from .options import BenchOptions
 from .tables import dashboard_table, levels_table, matrix_table, targets_table
 from .targets import Target
+from .workloads import l2_share
 
 CAVEAT = ("This machine is shared and noisy: absolute figures move from run to run by tens of percent. "
           "Each figure stands beside a baseline measured minutes apart in the same run; the ratios are "
@@ -80,9 +81,9 @@ def _titles(o: BenchOptions, combined: Run) -> dict[str, str]:
     return {
         "levels": f"Levels, each alone: uniform reads over {o.level_keys:,} keys, {o.value_size}-byte payloads",
         "matrix": f"Workloads: {o.keys:,} keys; mlcache L1 {o.l1_for(o.keys):,} / L2 the hottest "
-                  f"{o.keys // 5:,} / L3 all; peers hold every key in Redis",
+                  f"{l2_share(o.keys):,} / L3 all; peers hold every key in Redis",
         "combined": f"Combined ({combined.title}): L1 {combined.info['l1_capacity']:,} entries, "
-                    f"L2 the hottest {combined.info['keys'] // 5:,}, L3 all; {combined.ops_per_s:,.0f} ops/s",
+                    f"L2 the hottest {l2_share(combined.info['keys']):,}, L3 all; {combined.ops_per_s:,.0f} ops/s",
         "targets": "Targets: met / not met (never asserted), each beside its same-run baseline",
     }
 

@@ -23,6 +23,11 @@ def key(i: int) -> str:
     return f"k{i}"
 
 
+def l2_share(n_keys: int) -> int:
+    """How many of a data set's hottest keys its L2 holds (the rest live in L3 only)."""
+    return n_keys // 5
+
+
 def value_for(i: int, payload: str) -> dict[str, Any]:
     # A str payload, not bytes: aiocache's default JSON serializer must be able to store it.
     return {"id": i, "payload": payload}
