@@ -219,7 +219,7 @@ class Backplane:
                 log.debug("backplane subscription lost: %s", exc)
             finally:
                 try:
-                    await asyncio.wait_for(pubsub.aclose(), DEAD_AFTER)  # type: ignore[no-untyped-call]
+                    await asyncio.wait_for(pubsub.aclose(), DEAD_AFTER)  # type: ignore[no-untyped-call, unused-ignore]
                 except BaseException as exc:  # a dead connection may not close politely
                     log.debug("backplane pubsub close: %s", exc)
             if self._stop.is_set():

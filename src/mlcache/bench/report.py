@@ -30,10 +30,11 @@ METHOD = [
     "Raw redis-py and asyncpg read the very keys and rows mlcache wrote (the same bytes), but skip "
     "everything mlcache adds: the remaining-TTL read, decoding, promotion. The raw write baseline is "
     "MSET (no TTL) plus one `unnest` upsert.",
-    "**Workloads**: mlcache runs as deployed (L1 5 % of the keys, L2 the hottest fifth, L3 all of "
-    "them), a fresh cache per run; cashews (Redis backend), aiocache (`RedisCache` defaults: JSON "
-    "values, 5 s timeout per call) and raw redis-py (pre-packed bytes) hold every key in the same "
-    "Redis. Every Redis client has 50 connections, mlcache's default; the peers wait for a free one "
+    "**Workloads**: every contender finds every key in the same Redis: mlcache's L2 (with L1, 5 % "
+    "of the keys, above and L3, every key, below; a fresh cache per run, so a cold L1), cashews "
+    "(Redis backend), aiocache (`RedisCache` defaults: JSON values, 5 s timeout per call) and raw "
+    "redis-py (pre-packed bytes). mlcache's L3 answers only the keys stored nowhere and takes every "
+    "write. Every Redis client has 50 connections, mlcache's default; the peers wait for a free one "
     "(redis-py's default pool raises at 100 busy connections, which 256 callers reach). A few percent of reads ask for keys stored nowhere. The "
     "contenders' order rotates from row to row.",
     "**Combined**: the old `mlcache bench` workload scaled up: L3 every key, L2 the hottest fifth, "
@@ -80,8 +81,8 @@ def _titles(o: BenchOptions, combined: Run) -> dict[str, str]:
     assert o.keys is not None
     return {
         "levels": f"Levels, each alone: uniform reads over {o.level_keys:,} keys, {o.value_size}-byte payloads",
-        "matrix": f"Workloads: {o.keys:,} keys; mlcache L1 {o.l1_for(o.keys):,} / L2 the hottest "
-                  f"{l2_share(o.keys):,} / L3 all; peers hold every key in Redis",
+        "matrix": f"Workloads: {o.keys:,} keys, all of them in Redis for every contender; mlcache L1 "
+                  f"{o.l1_for(o.keys):,} / L2 all / L3 all",
         "combined": f"Combined ({combined.title}): L1 {combined.info['l1_capacity']:,} entries, "
                     f"L2 the hottest {l2_share(combined.info['keys']):,}, L3 all; {combined.ops_per_s:,.0f} ops/s",
         "targets": "Targets: met / not met (never asserted), each beside its same-run baseline",
