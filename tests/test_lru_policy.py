@@ -224,6 +224,64 @@ def test_tinylfu_window_adapts_to_each_phase(LRU: Any) -> None:
     assert _hit_ratio(c, loop) > 0.55
 
 
+def _probe_window_resize(LRU: Any) -> tuple[Any, list[int]]:
+    """capacity 20: window 2, main 18, climber ghost lists of 2 keys each."""
+    c = LRU(20, policy="tinylfu")
+    for k in range(20):  # 0-17 pass to probation while there is room; the sketch starts at 10
+        c.set(k, k)
+    return c, c.keys()
+
+
+def test_tinylfu_window_shrink_sends_the_entry_to_probations_least_recent_end(LRU: Any) -> None:
+    c, _ = _probe_window_resize(LRU)
+    c.set(100, 100)
+    c.get(100)
+    c.get(100)
+    c.set(101, 101)
+    c.set(102, 102)  # 18, 19 and 100 beat 0, 1, 2 (never counted): main's ghosts hold 1, 2
+    assert c.keys() == [100, *range(19, 2, -1), 102, 101]
+    # 2 comes back: main one entry larger would have hit, so the window shrinks to 1 entry.
+    # (101 first duels 3 and wins.)  The window's least recent entry, 102, goes to
+    # probation's *least recent* end: the next victim, admitted by no duel.
+    c.set(2, 2)
+    assert c.keys() == [101, 100, *range(19, 3, -1), 102, 2]
+    if LRU is PyLRU:
+        assert c._win_max == 1 and c._probation.prev.key == 102
+
+
+def test_tinylfu_window_grow_takes_mains_victim_as_the_next_candidate(LRU: Any) -> None:
+    c, _ = _probe_window_resize(LRU)
+    for k in range(100, 110):  # 18, 19, 100-106 beat 0-8; 107 ties with 9 and loses
+        c.set(k, k)
+    assert c.keys() == [*range(106, 99, -1), *range(19, 8, -1), 109, 108]
+    # 107 comes back: a window one entry larger would have hit, so the window grows and takes
+    # probation's least recent entry, 9, at its own least recent end (108 lost to 9 first).
+    c.set(107, 107)
+    assert c.keys() == [*range(106, 99, -1), *range(19, 9, -1), 107, 109, 9]
+    if LRU is PyLRU:
+        assert c._win_max == 3 and c._root.prev.key == 9 and c._root.prev.from_main
+    # 9 is the next candidate and loses to 10: main would have evicted it, so main's ghost
+    # list remembers it, not the window's (whose ghost hits would ask for still more window).
+    c.set(200, 200)
+    assert c.keys() == [*range(106, 99, -1), *range(19, 9, -1), 200, 107, 109]
+    if LRU is PyLRU:
+        assert list(c._main_ghosts.order) == [8, 9] and list(c._window_ghosts.order) == [108]
+    c.set(9, 9)  # a main ghost hit: back to a 2-entry window
+    if LRU is PyLRU:
+        assert c._win_max == 2
+
+
+def test_tinylfu_grown_entry_hit_in_the_window_is_the_windows_own(LRU: Any) -> None:
+    c, _ = _probe_window_resize(LRU)
+    for k in range(100, 110):
+        c.set(k, k)
+    c.set(107, 107)  # grows: 9 joins the window at its least recent end
+    assert c.get(9) == 9  # now recent in its own right: evicted later, it is the window's
+    assert c.keys() == [*range(106, 99, -1), *range(19, 9, -1), 9, 107, 109]
+    if LRU is PyLRU:
+        assert not c._root.next.from_main
+
+
 # -- memory bound ---------------------------------------------------------------------------
 
 

@@ -110,6 +110,7 @@ cdef extern from "_lru_table.h":
         unsigned int next
         unsigned char queue
         unsigned char pending
+        unsigned char from_main
     ctypedef struct mlc_table:
         mlc_entry* e
         Py_ssize_t used
@@ -675,6 +676,7 @@ A bounded in-process cache with a choice of policy, optional TTLs, sizes and sta
         if old == _WINDOW:
             self._win_n -= 1
             self._win_bytes -= charge
+            e[n].from_main = 0
         elif old == _PROTECTED:
             self._prot_n -= 1
             self._prot_bytes -= charge
@@ -732,6 +734,9 @@ A bounded in-process cache with a choice of policy, optional TTLs, sizes and sta
         cdef PyObject* v
         cdef Py_hash_t h = self._t.e[n].hash
         cdef unsigned char queue = self._t.e[n].queue
+        if self._t.e[n].from_main:
+            # Taken from main by a grow and not hit since: main would have evicted it.
+            queue = _PROBATION
         self._uncount(n)
         mlc_take(&self._t, n, &k, &v)
         self._evictions += 1
@@ -842,6 +847,7 @@ A bounded in-process cache with a choice of policy, optional TTLs, sizes and sta
         elif queue == _WINDOW:
             self._sketch_count(spread)
             mlc_move_to_front(e, _WINDOW, n)
+            e[n].from_main = 0  # recent in its own right now
         else:
             self._sketch_count(spread)
             self._touch_probation(n)
@@ -964,13 +970,17 @@ A bounded in-process cache with a choice of policy, optional TTLs, sizes and sta
 
 
     cdef void _adapt(self) noexcept:
+        # See the twin: an entry crossing between window and main joins the other region at
+        # its least recent end (after ``anchor``, that end before the moves), so that a resize
+        # grants no admission and no fresh lifetime; a grown entry keeps ``from_main``.
         cdef Py_ssize_t quota, moved = 0
-        cdef unsigned int n
+        cdef unsigned int n, anchor
         cdef mlc_entry* e = self._t.e
         if self._adjust > 0:
             quota = self._capacity - self._win_max
             if self._adjust < quota:
                 quota = self._adjust
+            anchor = e[_WINDOW].prev
             while moved < quota and moved < _TRANSFER_LIMIT:
                 n = e[_PROBATION].prev
                 if n == _PROBATION:
@@ -978,17 +988,23 @@ A bounded in-process cache with a choice of policy, optional TTLs, sizes and sta
                     if n == _PROTECTED:
                         break
                 self._move(n, _WINDOW)
+                mlc_unlink(e, n)
+                mlc_link_after(e, anchor, n)
+                e[n].from_main = 1
                 moved += 1
             self._win_max += moved
         else:
             quota = self._win_max - 1
             if -self._adjust < quota:
                 quota = -self._adjust
+            anchor = e[_PROBATION].prev
             while moved < quota and moved < _TRANSFER_LIMIT:
                 n = e[_WINDOW].prev
                 if n == _WINDOW:
                     break
                 self._move(n, _PROBATION)
+                mlc_unlink(e, n)
+                mlc_link_after(e, anchor, n)
                 moved += 1
             self._win_max -= moved
         self._adjust = (quota - moved) if self._adjust > 0 else -(quota - moved)

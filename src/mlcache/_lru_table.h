@@ -42,6 +42,7 @@ typedef struct {
     uint32_t prev, next;
     unsigned char queue;    /* which list: 0 window (or the LRU), 1 probation, 2 protected */
     unsigned char pending;  /* tinylfu: hits while protected, not yet in the sketch (<= 15) */
+    unsigned char from_main; /* tinylfu: in the window because a grow took it from main */
 } mlc_entry;
 
 typedef struct {
@@ -252,6 +253,7 @@ static Py_ssize_t mlc_insert(mlc_table *t, PyObject *key, Py_hash_t h, PyObject 
     x->charge = charge;
     x->queue = 0;
     x->pending = 0;
+    x->from_main = 0;
     mlc_link_after(t->e, 0, n);
     mlc_place(t->slots, (uint64_t)t->mask, (mlc_tag(h) << 32) | n);
     t->count++;
