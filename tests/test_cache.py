@@ -90,6 +90,37 @@ async def test_expiry_at_each_level(cache_config: dict, direct: Any, level: str)
         assert await direct.rows() == 0
 
 
+async def test_sweep_walks_the_whole_table_and_deletes_only_expired_rows(
+    cache: MultiLevelCache, direct: Any, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlcache.tiers import postgres
+
+    # 2 pages a statement, so 600 rows take many TID ranges; expired and live rows interleave.
+    monkeypatch.setattr(postgres, "SWEEP_PAGES", 2)
+    await cache.put_many({f"old{i}": "x" * 100 for i in range(300)}, ttl_seconds=0.2)
+    await cache.put_many({f"live{i}": "x" * 100 for i in range(300)}, ttl_seconds=60)
+    await cache.put_many({f"more-old{i}": "x" * 100 for i in range(300)}, ttl_seconds=0.2)
+    pages = await direct.pg.fetchval("SELECT pg_relation_size($1::regclass) / 8192", namespace)
+    assert pages > 4 * postgres.SWEEP_PAGES
+    await asyncio.sleep(0.4)
+    assert await cache.l3_cache.tier.sweep() == 600
+    assert await direct.rows() == 300
+    assert await direct.pg.fetchval(f'SELECT count(*) FROM "{namespace}" WHERE key LIKE $1', "live%") == 300
+
+
+async def test_no_index_on_expires_at_and_an_older_one_is_dropped(
+    cache_config: dict[str, Any], direct: Any, namespace: str
+) -> None:
+    # Every write changes expires_at: an index on it taxes every upsert (see tiers/postgres.py).
+    index = f"{namespace}_expires_at_idx"
+    async with MultiLevelCache(cache_config):
+        pass
+    await direct.pg.execute(f'CREATE INDEX "{index}" ON "{namespace}" (expires_at)')  # as earlier builds did
+    async with MultiLevelCache(cache_config):
+        pass
+    assert await direct.pg.fetchval("SELECT to_regclass($1)", index) is None
+
+
 async def test_ttl_none_never_expires(cache: MultiLevelCache, direct: Any) -> None:
     await cache.put("forever", 1, ttl_seconds=None)
     assert await direct.redis_pttl("forever") == -1

@@ -26,7 +26,8 @@ except ImportError:  # pragma: no cover - depends on the asyncpg version
     _UNTIMED = None
 
 LEVEL = "L3"
-SWEEP_BATCH = 5000
+SWEEP_BATCH = 5000  # rows per DELETE of the index-driven sweep (PostgreSQL < 14)
+SWEEP_PAGES = 1000  # heap pages (8 MB) per DELETE of the TID-range sweep
 log = logging.getLogger("mlcache.l3")
 
 
@@ -80,10 +81,21 @@ class PostgresTier:
         # starts_with: the prefix is taken literally (LIKE would read % and _ as wildcards).
         self._sql_delete_prefix = f"DELETE FROM {t} WHERE starts_with(key, $1)"
         self._sql_count = f"SELECT count(*) FROM {t} WHERE expires_at IS NULL OR expires_at > now()"
+        # Expired rows are found by walking the heap in TID ranges (a TID Range Scan,
+        # PostgreSQL >= 14), not through an index on expires_at: every write changes
+        # expires_at, and keeping that index up to date cost a third of an upsert's
+        # throughput (100-row unnest upserts: 86.5K rows/s with it, 129K without).
+        self._sql_sweep_range = (
+            f"DELETE FROM {t} WHERE ctid >= format('(%s,0)', $1::bigint)::tid "
+            "AND ctid < format('(%s,0)', $2::bigint)::tid AND expires_at <= now()"
+        )
+        self._sql_pages = "SELECT pg_relation_size($1::regclass) / current_setting('block_size')::int"
+        self._expiry_index = f'"{self.table}_expires_at_idx"'
         self._sql_sweep = (
             f"DELETE FROM {t} WHERE ctid = ANY(ARRAY("
             f"SELECT ctid FROM {t} WHERE expires_at <= now() LIMIT {SWEEP_BATCH}))"
         )
+        self._tid_sweep = True  # known once connected: see _create_schema
         self._pool: Optional[asyncpg.Pool] = None
         # A pool connection kept out for single-key reads, with the read prepared on it: a
         # pool round trip (acquire + release) costs as much as the query itself here (16.6K
@@ -162,10 +174,16 @@ class PostgresTier:
                     f"CREATE UNLOGGED TABLE IF NOT EXISTS {t} ("
                     "key text PRIMARY KEY, value bytea NOT NULL, expires_at timestamptz)"
                 )
-                await con.execute(
-                    f'CREATE INDEX IF NOT EXISTS "{self.table}_expires_at_idx" '
-                    f"ON {t} (expires_at) WHERE expires_at IS NOT NULL"
-                )
+                # Before 14 PostgreSQL has no TID Range Scan, and the sweep needs the index;
+                # from 14 on a table made by an older mlcache loses it (see _sql_sweep_range).
+                self._tid_sweep = con.get_server_version().major >= 14
+                if self._tid_sweep:
+                    await con.execute(f"DROP INDEX IF EXISTS {self._expiry_index}")
+                else:
+                    await con.execute(
+                        f"CREATE INDEX IF NOT EXISTS {self._expiry_index} "
+                        f"ON {t} (expires_at) WHERE expires_at IS NOT NULL"
+                    )
                 await con.execute(
                     f'CREATE UNLOGGED TABLE IF NOT EXISTS "{self.tag_table}" ('
                     "tag text NOT NULL, key text NOT NULL, PRIMARY KEY (tag, key))"
@@ -302,15 +320,25 @@ class PostgresTier:
             return int(await self.pool.fetchval("SELECT pg_total_relation_size($1::regclass)", self.table))
 
     async def sweep(self) -> int:
-        """Delete expired rows now, in batches; returns how many went."""
+        """Delete expired rows now, in batches; returns how many went.
+
+        One pass over the table, SWEEP_PAGES heap pages per statement: each DELETE holds its
+        row locks for 8 MB of table at most, and the whole sweep reads the table once, however
+        many or few rows have expired.  (Rows added meanwhile past the pass's end are fresh.)
+        """
         total = 0
         with map_exceptions(LEVEL, "sweep"):
-            while True:
-                status = await self.pool.execute(self._sql_sweep)
-                n = int(status.split()[-1])
-                total += n
-                if n < SWEEP_BATCH:
-                    return total
+            if not self._tid_sweep:
+                while True:
+                    n = int((await self.pool.execute(self._sql_sweep)).split()[-1])
+                    total += n
+                    if n < SWEEP_BATCH:
+                        return total
+            pages = int(await self.pool.fetchval(self._sql_pages, self.table))
+            for start in range(0, pages, SWEEP_PAGES):
+                status = await self.pool.execute(self._sql_sweep_range, start, start + SWEEP_PAGES)
+                total += int(status.split()[-1])
+        return total
 
     async def _sweep_forever(self) -> None:
         # Reads already ignore expired rows; sweeping only reclaims space, so a failure is logged
