@@ -109,7 +109,8 @@ async def test_concurrent_gets_are_batched(cache: MultiLevelCache, cache_config:
         assert results == [data.get(k, MISSING) for k in keys]
         loader = fresh.l2_cache.loader
         assert loader.keys_fetched == 151           # each distinct key once
-        assert loader.batches <= 3                   # 151 keys in a handful of round trips
+        # 151 keys in as few round trips as max_batch allows (+1: the first caller may go alone)
+        assert loader.batches <= -(-151 // loader.max_batch) + 1
 
 
 async def test_lone_caller_takes_the_single_key_path(cache: MultiLevelCache, cache_config: dict) -> None:
@@ -287,7 +288,7 @@ async def test_concurrent_puts_are_batched_and_last_write_wins(cache: MultiLevel
                                                               direct: Any) -> None:
     await asyncio.gather(*(cache.put(f"w{i % 40}", i, ttl_seconds=60) for i in range(120)))
     writer = cache.l2_cache.writer
-    assert writer.items_written == 120 and writer.batches <= 3
+    assert writer.items_written == 120 and writer.batches == 1  # (writes keep a cap of 256)
     async with MultiLevelCache(cache_config) as fresh:
         assert await fresh.get_many([f"w{i}" for i in range(40)]) == {f"w{i}": 80 + i for i in range(40)}
     assert await direct.rows() == 40

@@ -89,7 +89,9 @@ class CacheConfig:
     prometheus_port: Optional[int] = None
     prometheus_addr: str = "0.0.0.0"
     strict: bool = False
-    max_batch: int = 256
+    # Small enough that many concurrent misses leave in two or more batches, so Python decodes
+    # one batch's replies while the server works on the next (see batching.py).
+    max_batch: int = 32
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
 
     @property

@@ -25,6 +25,7 @@ _perf = time.perf_counter
 _bisect_left = bisect.bisect_left
 
 LATENCY_BOUNDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+WRITE_BATCH = 256  # least cap on a coalesced write (see SharedLevel.__init__)
 
 
 def _percent(part: int, whole: int) -> float:
@@ -48,7 +49,7 @@ class SharedLevel:
 
     enabled = True
 
-    def __init__(self, tier: Tier, config: Union[L2Config, L3Config], *, strict: bool, max_batch: int = 256) -> None:
+    def __init__(self, tier: Tier, config: Union[L2Config, L3Config], *, strict: bool, max_batch: int = 32) -> None:
         self.tier = tier
         self.name: str = tier.name
         cfg = config
@@ -62,16 +63,20 @@ class SharedLevel:
             self._guarded(tier.get, read_t), self._guarded(tier.get_many, read_t), max_batch=max_batch,
             timeout=read_t, direct=getattr(tier, "cancel_safe", False),
         )
+        # Writes keep the larger cap: a batch applies its items in submission order, but two
+        # batches in flight at once land in either order, and concurrent puts of one key
+        # issued in one loop iteration should leave the last one standing.
+        write_batch = max(max_batch, WRITE_BATCH)
         self.writer: WriteBatcher[tuple[str, bytes, Optional[float]]] = WriteBatcher(
             self._guarded(lambda item: tier.set(*item), write_t), self._guarded(tier.set_many, write_t),
-            max_batch=max_batch, timeout=write_t,
+            max_batch=write_batch, timeout=write_t,
         )
         # Promotions from the level below: SET NX where the tier has it (see tiers/redis.py),
         # so a value read before an invalidation or a newer put never overwrites either.
         fill_one, fill_many = getattr(tier, "fill", tier.set), getattr(tier, "fill_many", tier.set_many)
         self.filler: WriteBatcher[tuple[str, bytes, Optional[float]]] = WriteBatcher(
             self._guarded(lambda item: fill_one(*item), write_t), self._guarded(fill_many, write_t),
-            max_batch=max_batch, timeout=write_t,
+            max_batch=write_batch, timeout=write_t,
         )
         self.fills = 0
         self.skipped = 0  # calls not made because the breaker was open

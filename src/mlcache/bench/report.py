@@ -25,8 +25,8 @@ METHOD = [
     "**L2 alone / L3 alone**: a cache with a one-entry L1 and only that shared level, so every get "
     "misses L1, hits the level and is promoted into L1: the full path of a key that misses L1. Reads "
     "are uniform over the data set, so no key is hot enough to be coalesced with itself.",
-    "Concurrent gets that miss L1 are coalesced by mlcache into one bulk read per level (up to 256 "
-    "keys); the raw drivers do exactly what they are told, one command per call.",
+    "Concurrent gets that miss L1 are coalesced by mlcache into one bulk read per level (up to 32 "
+    "keys, several batches in flight); the raw drivers do exactly what they are told, one command per call.",
     "Raw redis-py and asyncpg read the very keys and rows mlcache wrote (the same bytes), but skip "
     "everything mlcache adds: the remaining-TTL read, decoding, promotion. The raw write baseline is "
     "MSET (no TTL) plus one `unnest` upsert.",
