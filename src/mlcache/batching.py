@@ -84,7 +84,7 @@ class BatchLoader(Generic[T]):
         else:
             self._pending[key] = [waiter]
             if len(self._pending) >= self.max_batch:
-                self._spawn(self._run(self._take()))
+                _spawn(self._tasks, self._run(self._take()))
             elif not self._scheduled:
                 self._schedule()
         return waiter
@@ -198,13 +198,7 @@ class BatchLoader(Generic[T]):
         # that then made the task cost every batch one more loop iteration, a few hundred
         # microseconds each under load.)
         self._scheduled = True
-        self._spawn(self._gather())
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        # Keep a reference: the loop holds tasks weakly.
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        _spawn(self._tasks, self._gather())
 
     def _take(self) -> dict[str, list[asyncio.Future[Optional[T]]]]:
         batch, self._pending = self._pending, {}
@@ -264,6 +258,14 @@ class BatchLoader(Generic[T]):
             await asyncio.wait(list(self._tasks))
 
 
+def _spawn(tasks: set[asyncio.Task[None]], coro: Any) -> None:
+    """Run a batch in a task of its own, referenced from ``tasks`` (the loop holds tasks
+    weakly) until it is done."""
+    task = asyncio.get_running_loop().create_task(coro)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
 def _resolve(waiters: list[asyncio.Future[Any]], result: Any) -> None:
     for w in waiters:
         if not w.done():
@@ -308,7 +310,7 @@ class WriteBatcher(Generic[T]):
         write_one: Callable[[T], Awaitable[None]],
         write_many: Callable[[Sequence[T]], Awaitable[None]],
         *,
-        max_batch: int = 32,
+        max_batch: int = 256,
         timeout: Optional[float] = None,
     ) -> None:
         self._write_one = write_one
@@ -331,18 +333,13 @@ class WriteBatcher(Generic[T]):
             # As in BatchLoader: the batch's task is made now and gathers this iteration's
             # items when its first step runs.
             waiters = self._waiters = []
-            self._spawn(loop, self._gather(waiters))
+            _spawn(self._tasks, self._gather(waiters))
         waiter: asyncio.Future[None] = loop.create_future()
         waiters.append(waiter)
         self._items.append(item)
         if len(self._items) >= self.max_batch:
-            self._spawn(loop, self._run(*self._take()))
+            _spawn(self._tasks, self._run(*self._take()))
         await waiter
-
-    def _spawn(self, loop: asyncio.AbstractEventLoop, coro: Any) -> None:
-        task = loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _take(self) -> tuple[list[T], list[asyncio.Future[None]]]:
         items, waiters = self._items, self._waiters
