@@ -90,6 +90,31 @@ async def test_concurrent_callers_get_their_own_replies(pool: Pool, namespace: s
     assert pool.stats()["connected"] <= 1000 // pool.pipeline_depth + 1
 
 
+async def test_transactions_answer_with_execs_reply_and_keep_the_stream_in_step(pool: Pool, namespace: str) -> None:
+    k = f"{namespace}:tx"
+    await pool.execute("SET", k, b"v", "PX", 60_000)
+    data, pttl = await pool.transaction(("GET", k), ("PTTL", k))
+    assert data == b"v" and 0 < pttl <= 60_000
+    assert await pool.transaction(("GET", f"{namespace}:absent"), ("PTTL", f"{namespace}:absent")) == [None, -2]
+    # A command the server will not queue aborts the whole transaction...
+    with pytest.raises(RespError) as info:
+        await pool.transaction(("GET", k), ("NOSUCHCOMMAND",))
+    assert info.value.code == "EXECABORT"
+    # ...and one that fails when run is an error inside EXEC's reply.
+    await pool.execute("RPUSH", f"{namespace}:list", b"x")
+    reply = await pool.transaction(("GET", f"{namespace}:list"), ("PTTL", k))
+    assert "WRONGTYPE" in str(reply[0]) and not isinstance(reply[0], bytes) and 0 < reply[1] <= 60_000
+    # Transactions and plain commands interleaved on one pipelined connection: each caller
+    # gets its own replies.
+    keys = [f"{namespace}:{i}" for i in range(200)]
+    await fill(pool, keys)
+    calls = [pool.transaction(("GET", key), ("PTTL", key)) if i % 2 else pool.execute("GET", key)
+             for i, key in enumerate(keys)]
+    replies = await asyncio.gather(*calls)
+    assert [r[0] if i % 2 else r for i, r in enumerate(replies)] == [value_of(key) for key in keys]
+    assert pool.stats()["connected"] <= 200 // pool.pipeline_depth + 1
+
+
 # --- cancellation ---------------------------------------------------------------------------
 
 async def test_cancellation_storm_never_desynchronises_a_connection(redis_url: str, namespace: str) -> None:
@@ -102,7 +127,10 @@ async def test_cancellation_storm_never_desynchronises_a_connection(redis_url: s
     wrong: list[tuple[str, Any]] = []
 
     async def get(k: str) -> None:
-        reply = await pool.execute("GET", k)
+        if rng.random() < 0.5:
+            reply = await pool.execute("GET", k)
+        else:  # a transaction owes four replies: cancelled, all four must be dropped in step
+            reply = (await pool.transaction(("GET", k), ("PTTL", k)))[0]
         if reply != value_of(k):
             wrong.append((k, reply))
 
@@ -384,6 +412,13 @@ async def test_tier_keeps_the_stored_format(redis_url: str, redis_client: aiored
         assert got[0] is not None and got[0].data == b"\x00A" and 1.9 < got[0].ttl <= 2.001  # type: ignore[operator]
         assert got[1] == (b"B", None) and got[3] == (b"D", None) and got[4] is None
         assert got[2] is None or got[2].data == b"C"  # 1 ms to live: may be gone already
+        # The lone read (a MULTI of GET and PTTL) agrees with get_many.
+        one = await tier.get("a")
+        assert one is not None and one.data == b"\x00A" and 1.9 < one.ttl <= 2.001  # type: ignore[operator]
+        assert await tier.get("b") == (b"B", None) and await tier.get("absent") is None
+        await redis_client.rpush(f"{namespace}:list", b"x")  # another type under our prefix
+        assert await tier.get("list") is None and (await tier.get_many(["list"])) == [None]
+        await redis_client.delete(f"{namespace}:list")
         assert await tier.count() >= 3
         assert await tier.delete("b") is True and await tier.delete("b") is False
         assert await tier.delete_many(["a", "d", "absent"]) == 2

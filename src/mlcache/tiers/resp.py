@@ -34,6 +34,8 @@ import hiredis
 
 # (hiredis' stub types the argument as a 1-tuple; it takes a tuple of any length.)
 _pack: Callable[[tuple[Any, ...]], bytes] = hiredis.pack_command
+_MULTI = _pack(("MULTI",))
+_EXEC = _pack(("EXEC",))
 _ReplyError = hiredis.ReplyError
 
 
@@ -110,6 +112,10 @@ class Connection(asyncio.Protocol):
         self._watchdog: Optional[asyncio.TimerHandle] = None
         self._wbuf: Optional[list[bytes]] = None
         self._lost: asyncio.Future[None] = self._loop.create_future()
+        # Stands in the reply queue for replies nobody wants (a MULTI's +OK and +QUEUED):
+        # already done, so data_received drops the reply in step and fail() passes it by.
+        self._discard: asyncio.Future[Any] = self._loop.create_future()
+        self._discard.set_result(None)
 
     @property
     def is_connected(self) -> bool:
@@ -162,10 +168,11 @@ class Connection(asyncio.Protocol):
 
     # -- commands ----------------------------------------------------------------------------
 
-    def request(self, packed: bytes) -> asyncio.Future[Any]:
+    def request(self, packed: bytes, replies: int = 1) -> asyncio.Future[Any]:
         """Send one packed command; the future gets its reply (or RespError, or the
         connection's failure).  Nothing awaits between write and enqueue, so replies and
-        futures cannot get out of step, whatever the callers do."""
+        futures cannot get out of step, whatever the callers do.  ``packed`` may hold several
+        commands that owe ``replies`` replies in all: the future gets the last one."""
         if self.closed:
             raise ConnectionClosedError(f"Redis at {self._pool.address}: connection already closed")
         future = self._loop.create_future()
@@ -182,6 +189,8 @@ class Connection(asyncio.Protocol):
             self._loop.call_soon(self._flush)
         else:
             self._wbuf.append(packed)
+        for _ in range(replies - 1):
+            self.waiters.append(self._discard)
         self.waiters.append(future)
         return future
 
@@ -288,6 +297,16 @@ class Pool:
         if conn is None:
             conn = await self._acquire()
         return await conn.request(_pack(args))
+
+    async def transaction(self, *commands: tuple[Any, ...]) -> Any:
+        """``MULTI``, the commands, ``EXEC`` in one write; returns EXEC's reply (the list of
+        the commands' replies).  A command the server refuses to queue makes EXEC fail with
+        EXECABORT, which raises RespError like any error reply."""
+        conn = self._pick()
+        if conn is None:
+            conn = await self._acquire()
+        packed = b"".join([_MULTI, *(_pack(c) for c in commands), _EXEC])
+        return await conn.request(packed, len(commands) + 2)
 
     async def evalsha(self, script: Script, keys: Sequence[Any], args: Sequence[Any] = ()) -> Any:
         try:
