@@ -293,20 +293,20 @@ class Pool:
 
     async def execute(self, *args: Any) -> Any:
         """Send one command and return its reply; an error reply raises RespError."""
-        conn = self._pick()
-        if conn is None:
-            conn = await self._acquire()
-        return await conn.request(_pack(args))
+        return await self._request(_pack(args))
 
     async def transaction(self, *commands: tuple[Any, ...]) -> Any:
         """``MULTI``, the commands, ``EXEC`` in one write; returns EXEC's reply (the list of
         the commands' replies).  A command the server refuses to queue makes EXEC fail with
         EXECABORT, which raises RespError like any error reply."""
+        packed = b"".join([_MULTI, *(_pack(c) for c in commands), _EXEC])
+        return await self._request(packed, len(commands) + 2)
+
+    async def _request(self, packed: bytes, replies: int = 1) -> Any:
         conn = self._pick()
         if conn is None:
             conn = await self._acquire()
-        packed = b"".join([_MULTI, *(_pack(c) for c in commands), _EXEC])
-        return await conn.request(packed, len(commands) + 2)
+        return await conn.request(packed, replies)
 
     async def evalsha(self, script: Script, keys: Sequence[Any], args: Sequence[Any] = ()) -> Any:
         try:
