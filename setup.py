@@ -1,7 +1,8 @@
-"""Build the compiled L1 (``src/mlcache/_lru.pyx``); everything else is in pyproject.toml.
+"""Build the compiled L1 (``src/mlcache/_lru.pyx``) and key checks (``_keys.pyx``); everything
+else is in pyproject.toml.
 
 Set ``MLCACHE_NO_EXTENSIONS=1`` to build a pure-Python install.  A failed
-compile is not fatal: the package falls back to ``mlcache._lru_py``.
+compile is not fatal: the package falls back to ``mlcache._lru_py`` and ``_keys_py``.
 """
 import os
 import sys
@@ -23,7 +24,8 @@ else:
                 depends=["src/mlcache/_lru_table.h"],
                 include_dirs=["src/mlcache"],
                 extra_compile_args=["-O3"],
-            )
+            ),
+            Extension("mlcache._keys", ["src/mlcache/_keys.pyx"], extra_compile_args=["-O3"]),
         ],
         compiler_directives={
             "language_level": "3",

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from mlcache import MultiLevelCache, SerializationError
+from mlcache import MultiLevelCache, SerializationError, _keys_py, keys, validation
 
 BAD_KEYS = [
     (123, TypeError, "str"),
@@ -105,3 +105,25 @@ async def test_bad_level(cache: MultiLevelCache, direct: Any, level: Any) -> Non
     with pytest.raises(ValueError, match="level"):
         await cache.put("k", 1, level=level)
     await assert_untouched(cache, direct)
+
+
+class StrSub(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    "key",
+    [k for k, _, _ in BAD_KEYS] + ["k", "k" * 1024, "é" * 512, "日本", "a b\tc", StrSub("k"), "\x00", "x\x00" * 600],
+    ids=repr,
+)
+def test_compiled_key_check_agrees_with_the_python_one(key: Any) -> None:
+    # keys.check_key decides plain ASCII keys in C and hands every other key to the Python
+    # check: same answer, same error, for every key.
+    def outcome(check: Any) -> Any:
+        try:
+            return check(key)
+        except (TypeError, ValueError) as exc:
+            return type(exc), str(exc)
+
+    assert outcome(keys.check_key) == outcome(validation._check_key)
+    assert outcome(_keys_py.check_key) == outcome(validation._check_key)

@@ -157,3 +157,57 @@ async def test_a_load_overtaken_by_an_invalidation_is_returned_but_not_stored(
     assert not await direct.in_redis("k") and await direct.row("k") is None
     assert cache.l1_cache.lru.peek("k") is None
     assert (await cache.get_comprehensive_stats())["loading"]["not_stored_changed"] == 1
+
+
+async def _slow_reader(cache_config: dict, proxy: FaultProxy) -> MultiLevelCache:
+    """A cache whose L2 reads take 100 ms more (its backplane goes direct), L2 only."""
+    proxy.latency(0.05)
+    return MultiLevelCache({**cache_config, "postgres_url": None,
+                            "redis_url": f"redis://127.0.0.1:{proxy.port}/0",
+                            "l2": {**cache_config["l2"], "backplane_url": cache_config["redis_url"]}})
+
+
+async def test_a_prefix_invalidated_during_reads_is_not_written_back(cache: MultiLevelCache,
+                                                                      cache_config: dict) -> None:
+    await cache.put_many({f"p:{i}": i for i in range(20)} | {"q:0": "other"}, level="L2")
+    redis_port = int(cache_config["redis_url"].rsplit(":", 1)[1].split("/")[0])
+    proxy = await FaultProxy.start(redis_port)
+    try:
+        async with await _slow_reader(cache_config, proxy) as reader:
+            reads = [asyncio.create_task(reader.get(k)) for k in [f"p:{i}" for i in range(20)] + ["q:0"]]
+            await asyncio.sleep(0.07)  # the reads have reached Redis; their replies are on the way
+            await cache.invalidate_prefix("p:")  # another process: heard over the backplane
+            got = await asyncio.gather(*reads)
+            # Begun before the invalidation, they may return what they read; none is kept.
+            assert got[-1] == "other"
+            assert all(reader.l1_cache.lru.peek(f"p:{i}") is None for i in range(20))
+            assert reader.l1_cache.lru.peek("q:0") == "other"  # another prefix is promoted
+            assert [await reader.get(f"p:{i}", MISSING) for i in range(20)] == [MISSING] * 20
+            # No read in flight: the change log is empty again.
+            assert not reader._changed_at and not reader._prefixes_changed
+    finally:
+        await proxy.close()
+
+
+async def test_the_change_log_is_bounded_while_reads_never_pause(cache: MultiLevelCache, cache_config: dict,
+                                                                 monkeypatch: Any) -> None:
+    import mlcache.cache
+
+    monkeypatch.setattr(mlcache.cache, "CHANGE_LOG_LIMIT", 8)
+    await cache.put("slow", "old", level="L2")
+    redis_port = int(cache_config["redis_url"].rsplit(":", 1)[1].split("/")[0])
+    proxy = await FaultProxy.start(redis_port)
+    try:
+        async with await _slow_reader(cache_config, proxy) as reader:
+            read = asyncio.create_task(reader.get("slow"))
+            await asyncio.sleep(0.01)
+            for i in range(20):  # other keys: logged while the read is in flight, up to the limit
+                reader._mutated([f"x{i}"])
+                assert len(reader._changed_at) <= 8
+            assert await read == "old"
+            # Past the limit every key counts as changed: the read in flight kept nothing.
+            assert reader.l1_cache.lru.peek("slow") is None
+            assert await reader.get("slow") == "old"  # a fresh read is promoted as usual
+            assert reader.l1_cache.lru.peek("slow") == "old"
+    finally:
+        await proxy.close()

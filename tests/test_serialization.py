@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any
 
 import msgpack
 import pytest
 
-from mlcache import SerializationError
+from mlcache import SerializationError, _keys_py, keys
 from mlcache.serialization import HEADER_SIZE, Serializer
 
 S = Serializer(1024 * 1024)
@@ -62,11 +63,49 @@ def test_size_limit_counts_serialized_bytes() -> None:
 
 def test_envelope_is_versioned_and_bound_to_its_key() -> None:
     data = S.dumps("k", {"a": 1})
-    assert data[:3] == b"ml\x01" and len(data) > HEADER_SIZE
+    assert data[:3] == b"ml\x02" and len(data) > HEADER_SIZE
     with pytest.raises(SerializationError, match="another key"):
         S.loads("other", data)
     with pytest.raises(SerializationError, match="envelope"):
         S.loads("k", b"\x02" + data[1:])
+    with pytest.raises(SerializationError, match="envelope"):
+        S.loads("k", data[:2] + b"\x03" + data[3:])
+    with pytest.raises(SerializationError, match="envelope"):
+        S.loads("k", data[:HEADER_SIZE - 1])
+
+
+def test_version_1_envelopes_are_still_read() -> None:
+    # Written by mlcache before the digest became FNV-1a: blake2b-64 of the key.
+    payload = S.dumps("k", {"a": 1})[HEADER_SIZE:]
+    v1 = b"ml\x01" + hashlib.blake2b(b"k", digest_size=8).digest() + payload
+    assert S.loads("k", v1) == {"a": 1}
+    with pytest.raises(SerializationError, match="another key"):
+        S.loads("other", v1)
+    # A version 2 header with a version 1 digest is not accepted, nor the reverse.
+    with pytest.raises(SerializationError, match="another key"):
+        S.loads("k", b"ml\x02" + v1[3:])
+    with pytest.raises(SerializationError, match="another key"):
+        S.loads("k", b"ml\x01" + S.dumps("k", {"a": 1})[3:])
+
+
+KEYS = ["k", "user:42", "héllo", "日本語", "\U0001f600 smile", "x" * 1024, "tab\tand\nnewline"]
+
+
+@pytest.mark.parametrize("key", KEYS, ids=lambda k: repr(k)[:20])
+def test_compiled_digest_is_fnv1a_64_like_the_pure_twin(key: str) -> None:
+    h = 0xCBF29CE484222325
+    for byte in key.encode():
+        h = ((h ^ byte) * 0x100000001B3) % 2**64
+    expected = h.to_bytes(8, "little")
+    assert _keys_py.key_digest(key) == expected
+    assert keys.key_digest(key) == expected
+    data = S.dumps(key, 1)
+    assert data[3:HEADER_SIZE] == expected
+    for impl in (keys, _keys_py):
+        assert impl.envelope_matches(data, key, b"ml\x02")
+        assert not impl.envelope_matches(data, key + "x", b"ml\x02")
+        assert not impl.envelope_matches(data[:10], key, b"ml\x02")
+        assert not impl.envelope_matches(data, key, b"ml\x01")
 
 
 @pytest.mark.parametrize(

@@ -192,6 +192,12 @@ class BatchLoader(Generic[T]):
             for key in keys:
                 inflight.pop(key, None)
 
+    def forget_prefix(self, prefix: str) -> None:
+        """:meth:`forget` for every key starting with ``prefix``."""
+        inflight = self._inflight
+        if inflight:
+            self.forget([key for key in inflight if key.startswith(prefix)])
+
     def _schedule(self) -> None:
         # The batch's task is made with its first key, and its first step, one loop iteration
         # later, takes whatever keys this iteration's callers asked for.  (A dispatch callback

@@ -28,6 +28,8 @@ log = logging.getLogger("mlcache")
 COMBINED_TARGET_HIT_RATE = 80.0
 
 _MISS: Any = object()
+# Keys (or prefixes) logged as changed while reads are in flight, at most; see _log_full.
+CHANGE_LOG_LIMIT = 4096
 
 
 class MultiLevelCache:
@@ -78,12 +80,14 @@ class MultiLevelCache:
             self._l1_cap = _capped(UNTRUSTED_TTL, self._l1_max_ttl)
         # No stale write-back (docs/consistency.md): a read records the mutation count when it
         # starts; a key changed meanwhile (here, or on another process via the backplane) is
-        # not promoted.  Only keys with reads in flight are tracked, so this stays small.
+        # not promoted.  Changes are logged only while reads are in flight, and the log is
+        # emptied whenever none is (see _changed_since).
         self._local_tags: dict[str, set[str]] = {}
         self._mutations = 0
         self._cleared_at = 0
-        self._reading: dict[str, int] = {}
+        self._reads = 0  # reads (get, get_many, loads) in flight
         self._changed_at: dict[str, int] = {}
+        self._prefixes_changed: list[tuple[str, int]] = []
         self.metrics = Metrics(self)
         self._started = False
         self._closed = False
@@ -193,8 +197,7 @@ class MultiLevelCache:
         loads = self._serializer.loads
         upper: Optional[SharedLevel] = None
         mark = self._mutations
-        reading = self._reading
-        reading[key] = reading.get(key, 0) + 1
+        self._reads += 1
         try:
             for level in self._below:
                 entry = await level.fetch(key)
@@ -230,12 +233,9 @@ class MultiLevelCache:
                 return value, level.name
             return _MISS, None
         finally:
-            left = reading[key] - 1
-            if left:
-                reading[key] = left
-            else:
-                del reading[key]
-                self._changed_at.pop(key, None)
+            self._reads -= 1
+            if not self._reads:
+                self._forget_changes()
 
     # --- consistency: L1 cap, mutation marks, the backplane's callbacks --------------------
 
@@ -245,33 +245,60 @@ class MultiLevelCache:
             ttl = cap
         self._l1.set(key, value, ttl, size)
 
-    def _begin_read(self, key: str) -> int:
-        """Track a read (or a load) of ``key``: the mark to give _changed_since, then _end_read."""
-        self._reading[key] = self._reading.get(key, 0) + 1
+    def _begin_read(self) -> int:
+        """Track a read (or a load): the mark to give _changed_since, then call _end_read."""
+        self._reads += 1
         return self._mutations
 
-    def _end_read(self, key: str) -> None:
-        left = self._reading[key] - 1
-        if left:
-            self._reading[key] = left
-        else:
-            del self._reading[key]
-            self._changed_at.pop(key, None)
+    def _end_read(self) -> None:
+        self._reads -= 1
+        if not self._reads:
+            self._forget_changes()
+
+    def _forget_changes(self) -> None:
+        # No read in flight: no mark older than now is held, so the log can go.
+        if self._changed_at:
+            self._changed_at.clear()
+        if self._prefixes_changed:
+            self._prefixes_changed.clear()
 
     def _changed_since(self, key: str, mark: int) -> bool:
-        return self._cleared_at > mark or self._changed_at.get(key, 0) > mark
+        if self._cleared_at > mark or self._changed_at.get(key, 0) > mark:
+            return True
+        return any(n > mark and key.startswith(prefix) for prefix, n in self._prefixes_changed)
 
     def _mutated(self, keys: Iterable[str]) -> None:
-        """Keys changed by this process or announced by another: reads in flight of them must
-        not write back what they read."""
+        """Keys changed by this process or announced by another: reads in flight must not
+        write back what they read of them.  (A per-key count of reads in flight, kept to log
+        only those keys, cost every L2 hit two dict updates: 4% of a batched read.)"""
         self._mutations += 1
-        n, reading, changed = self._mutations, self._reading, self._changed_at
+        if not self._reads:
+            return
+        n, changed = self._mutations, self._changed_at
+        keys = keys if isinstance(keys, list) else list(keys)
         for key in keys:
-            if key in reading:
-                changed[key] = n
-                # A read starting now must not share a fetch that began before the change.
-                for level in self._below:
-                    level.loader.forget((key,))
+            changed[key] = n
+        if len(changed) > CHANGE_LOG_LIMIT:
+            self._log_full(n)
+        # A read starting now must not share a fetch that began before the change.
+        for level in self._below:
+            level.loader.forget(keys)
+
+    def _mutated_prefix(self, prefix: str) -> None:
+        self._mutations += 1
+        if not self._reads:
+            return
+        self._prefixes_changed.append((prefix, self._mutations))
+        if len(self._prefixes_changed) > CHANGE_LOG_LIMIT:
+            self._log_full(self._mutations)
+        for level in self._below:
+            level.loader.forget_prefix(prefix)
+
+    def _log_full(self, n: int) -> None:
+        # Reads in flight without a pause for long: rather than grow the log, count every
+        # key changed.  The reads in flight then skip their write-back, nothing worse.
+        self._cleared_at = n
+        self._forget_changes()
 
     def _announce(self, keys: list[str]) -> None:
         self._mutated(keys)
@@ -313,21 +340,11 @@ class MultiLevelCache:
                 found[key] = value
         if missing and self._below:
             self._require_started()
-        mark = self._mutations
-        reading = self._reading
-        registered = list(missing)
-        for key in registered:
-            reading[key] = reading.get(key, 0) + 1
+        mark = self._begin_read()
         try:
             return await self._get_many_below(missing, found, mark)
         finally:
-            for key in registered:
-                left = reading[key] - 1
-                if left:
-                    reading[key] = left
-                else:
-                    del reading[key]
-                    self._changed_at.pop(key, None)
+            self._end_read()
 
     async def _get_many_below(self, missing: list[str], found: dict[str, Any], mark: int) -> dict[str, Any]:
         for depth, level in enumerate(self._below):
@@ -514,7 +531,7 @@ class MultiLevelCache:
         return complete
 
     def _forget_prefix(self, prefix: str) -> None:
-        self._mutated([k for k in self._reading if k.startswith(prefix)])
+        self._mutated_prefix(prefix)
         delete = self._l1.delete
         for key in self._l1.keys():
             if isinstance(key, str) and key.startswith(prefix):  # (the cache stores only str keys)

@@ -222,7 +222,7 @@ class Loading:
         # via the backplane, elsewhere), what it loaded may predate that change, so it is
         # handed to the waiters but not stored (docs/consistency.md).
         cache = self._cache
-        mark = cache._begin_read(key)
+        mark = cache._begin_read()
         try:
             if opts.load_timeout is None:
                 value = await loader()
@@ -230,7 +230,7 @@ class Loading:
                 value = await asyncio.wait_for(loader(), opts.load_timeout)
             changed = cache._changed_since(key, mark)
         finally:
-            cache._end_read(key)
+            cache._end_read()
         if changed:
             self.counts["not_stored_changed"] += 1
             return value

@@ -2,11 +2,12 @@
 
 Envelope layout (11 header bytes, then the payload)::
 
-    b"ml"  version(1 byte)  blake2b-64(key)(8 bytes)  msgpack(value)
+    b"ml"  version(1 byte)  digest(key)(8 bytes)  msgpack(value)
 
 The key digest lets a reader reject bytes that were stored under another key (a shared
 Redis or a copied row must not hand one key's value to another).  The version byte lets a
-later format live beside this one.
+later format live beside this one: version 2 (written now) digests with FNV-1a 64 (see
+_keys.pyx), version 1 with blake2b-64, twenty times slower per read; both are read.
 
 Only values that come back *equal* are accepted, checked at ``put`` before any level is
 written: None, bool, int (64-bit), float, str, bytes, list, tuple, dict with str (or bytes)
@@ -26,18 +27,20 @@ from typing import Any
 import msgpack
 
 from .errors import SerializationError
+from .keys import envelope_matches, key_digest
 
 MAGIC = b"ml"
-VERSION = 1
+VERSION = 2
 HEADER_SIZE = len(MAGIC) + 1 + 8
 _PREFIX = MAGIC + bytes([VERSION])
+_PREFIX_V1 = MAGIC + b"\x01"
 _EXT_TUPLE = 1
 
 
 _blake2b = hashlib.blake2b
 
 
-def key_digest(key: str) -> bytes:
+def _digest_v1(key: str) -> bytes:
     return _blake2b(key.encode(), digest_size=8).digest()
 
 
@@ -110,16 +113,23 @@ class Serializer:
 
     def loads(self, key: str, data: bytes) -> Any:
         """Decode an envelope read for ``key``; SerializationError if it is not ours or not intact."""
-        if len(data) < HEADER_SIZE or data[:3] != _PREFIX:
-            raise SerializationError(f"stored bytes for key {key!r} are not an mlcache v{VERSION} envelope")
-        if data[3:HEADER_SIZE] != _blake2b(key.encode(), digest_size=8).digest():  # key_digest, inlined
-            raise SerializationError(f"stored bytes for key {key!r} belong to another key")
+        if not envelope_matches(data, key, _PREFIX):
+            _check_header(key, data)  # a version 1 envelope, or say what is wrong
         if len(data) - HEADER_SIZE > self.max_value_bytes:
             raise SerializationError(f"stored bytes for key {key!r} exceed max_value_bytes")
         try:
             return _unpackb(data[HEADER_SIZE:], timestamp=3, ext_hook=_ext_hook)  # = _unpack, inlined
         except Exception as exc:  # msgpack raises many types on hostile input; all mean "corrupt"
             raise SerializationError(f"stored bytes for key {key!r} are corrupt: {type(exc).__name__}") from None
+
+
+def _check_header(key: str, data: bytes) -> None:
+    """Accept a version 1 envelope of ``key``; raise SerializationError for anything else."""
+    if len(data) < HEADER_SIZE or data[:3] not in (_PREFIX, _PREFIX_V1):
+        raise SerializationError(f"stored bytes for key {key!r} are not an mlcache envelope")
+    digest = key_digest(key) if data[:3] == _PREFIX else _digest_v1(key)
+    if data[3:HEADER_SIZE] != digest:
+        raise SerializationError(f"stored bytes for key {key!r} belong to another key")
 
 
 def _reason(exc: BaseException) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Optional
 
+from . import keys
 from .config import MAX_TTL_SECONDS
 
 MAX_KEY_BYTES = 1024
@@ -32,8 +33,9 @@ class _Default:
 DEFAULT_TTL: Any = _Default()
 
 
-def check_key(key: Any) -> str:
-    """Return ``key`` if it is a legal cache key; raise TypeError/ValueError saying why not."""
+def _check_key(key: Any) -> str:
+    """Return ``key`` if it is a legal cache key; raise TypeError/ValueError saying why not.
+    (The full check: ``check_key`` below decides plain ASCII keys in C and sends the rest here.)"""
     if type(key) is not str:
         raise TypeError(f"cache key must be a str, not {type(key).__name__}")
     if not key:
@@ -48,6 +50,11 @@ def check_key(key: Any) -> str:
     if size > MAX_KEY_BYTES:
         raise ValueError(f"cache key {_show(key)} is {size} bytes; the limit is {MAX_KEY_BYTES}")
     return key
+
+
+keys.configure(MAX_KEY_BYTES, _check_key)
+# Once per L1 miss, so compiled (see keys.py); the same answers and errors as _check_key.
+check_key = keys.check_key if keys.COMPILED else _check_key
 
 
 def check_tags(tags: Any) -> tuple[str, ...]:
