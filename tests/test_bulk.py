@@ -113,6 +113,19 @@ async def test_concurrent_gets_are_batched(cache: MultiLevelCache, cache_config:
         assert loader.batches <= -(-151 // loader.max_batch) + 1
 
 
+async def test_a_batched_read_counts_every_caller_once(cache: MultiLevelCache, cache_config: dict) -> None:
+    # Hits, misses and latency are counted per round trip, for every caller it served.
+    await cache.put_many({f"c{i}": i for i in range(40)})
+    async with MultiLevelCache({**cache_config, "postgres_url": None}) as fresh:
+        keys = [f"c{i}" for i in range(40)] + [f"c{i}" for i in range(10)] + [f"none{i}" for i in range(14)]
+        await asyncio.gather(*(fresh.get(k) for k in keys))
+        level = fresh.l2_cache
+        assert (level.hits, level.misses) == (50, 14)
+        assert sum(level.latency_counts) == 64 and level.read_seconds > 0
+        await fresh.get("c0")                    # an L1 hit now: L2 counts nothing
+        assert (level.hits, level.misses, sum(level.latency_counts)) == (50, 14, 64)
+
+
 async def test_lone_caller_takes_the_single_key_path(cache: MultiLevelCache, cache_config: dict) -> None:
     await cache.put("solo", 1)
     async with MultiLevelCache(cache_config) as fresh:
@@ -165,6 +178,46 @@ async def test_loader_errors_reach_every_waiter() -> None:
     loader = BatchLoader(f.one, f.many)
     results = await asyncio.gather(*(loader.load(k) for k in "abca"), return_exceptions=True)
     assert all(isinstance(r, TierError) for r in results) and f.calls == [["a", "b", "c"]]
+
+
+class Observed:
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, int, int]] = []
+
+    def __call__(self, seconds: float, served: int, found: int) -> None:
+        self.calls.append((seconds, served, found))
+
+    def totals(self) -> tuple[int, int]:
+        return sum(c[1] for c in self.calls), sum(c[2] for c in self.calls)
+
+
+async def test_loader_observes_each_round_trip_once() -> None:
+    class Sparse(Fetcher):
+        async def many(self, keys: Any) -> list[Any]:
+            return [None if k.startswith("x") else v for k, v in zip(keys, await super().many(keys))]
+
+    f, seen = Sparse(delay=0.02), Observed()
+    loader = BatchLoader(f.one, f.many, observe=seen)
+    await asyncio.gather(*(loader.load(k) for k in ["a", "b", "a", "x1", "x2", "b", "a"]))
+    # One round trip: 7 callers answered, 5 of them with a value, timed from the first request.
+    assert len(seen.calls) == 1 and seen.totals() == (7, 5) and 0.02 <= seen.calls[0][0] < 1.0
+
+    failing, seen = Fetcher(fail=True), Observed()
+    loader = BatchLoader(failing.one, failing.many, observe=seen)
+    await asyncio.gather(*(loader.load(k) for k in "abca"), return_exceptions=True)
+    assert seen.totals() == (4, 0)          # every caller failed: counted, nothing found
+
+    slow, seen = Fetcher(delay=0.3), Observed()
+    loader = BatchLoader(slow.one, slow.many, timeout=0.05, observe=seen)
+    await asyncio.gather(*(loader.load(k) for k in "abc"), return_exceptions=True)
+    assert seen.calls == [(0.05, 3, 0)]     # left at the deadline, counted once, as the deadline
+    await asyncio.wait(list(loader._tasks))
+    assert seen.totals() == (3, 0)          # the late answer served nobody: not counted again
+
+    direct, seen = Fetcher(delay=0.01), Observed()
+    loader = BatchLoader(direct.one, direct.many, direct=True, observe=seen)
+    assert await loader.load("a") == "A"
+    assert seen.totals() == (1, 1)
 
 
 async def test_cancelled_waiter_leaves_the_batch_alone() -> None:

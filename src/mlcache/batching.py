@@ -16,14 +16,27 @@ event loop finishes its current iteration, then sends them as one bulk call:
   under the loader's deadline, and pays no step at all; callers arriving meanwhile share its
   key or batch among themselves;
 - a caller that is cancelled stops waiting, but the batch, and the other callers, go on
-  (each caller waits on a future of its own).
+  (each caller waits on a future of its own);
+- ``observe(seconds, served, found)`` hears of each round trip once: how long it took from
+  its first caller's request, how many callers it answered (or failed), and how many of those
+  found a value.  The level keeps its latency and hit counts from that, once per batch instead
+  of once per caller (two clock reads and a histogram update per caller were 3 % of a batched
+  L2 read).  Callers that joined later, in the same loop iteration or while the fetch of their
+  key was in flight, are counted with the whole round trip.
 """
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Awaitable, Callable, Generic, Optional, Sequence, TypeVar
 
 T = TypeVar("T")
+Observer = Callable[[float, int, int], None]
+_perf = time.perf_counter
+
+
+def _ignore(seconds: float, served: int, found: int) -> None:
+    return None
 
 
 class BatchLoader(Generic[T]):
@@ -41,8 +54,10 @@ class BatchLoader(Generic[T]):
         max_batch: int = 32,
         timeout: Optional[float] = None,
         direct: bool = False,
+        observe: Observer = _ignore,
     ) -> None:
         self._fetch_one = fetch_one
+        self._observe = observe
         self._fetch_many = fetch_many
         self.max_batch = max_batch
         self.timeout = timeout
@@ -51,6 +66,7 @@ class BatchLoader(Generic[T]):
         self._pending: dict[str, list[asyncio.Future[Optional[T]]]] = {}
         self._inflight: dict[str, list[asyncio.Future[Optional[T]]]] = {}
         self._scheduled = False
+        self._since = 0.0  # when the batch being gathered got its first key
         # Did the last batch hold a single key?  (See request: the direct path is for then.)
         self._lone = True
         # The direct calls in flight, and the one timer bounding them (see _watch).
@@ -82,9 +98,12 @@ class BatchLoader(Generic[T]):
         if waiters is not None:
             waiters.append(waiter)
         else:
-            self._pending[key] = [waiter]
-            if len(self._pending) >= self.max_batch:
-                _spawn(self._tasks, self._run(self._take()))
+            pending = self._pending
+            if not pending:
+                self._since = _perf()
+            pending[key] = [waiter]
+            if len(pending) >= self.max_batch:
+                _spawn(self._tasks, self._run(*self._take()))
             elif not self._scheduled:
                 self._schedule()
         return waiter
@@ -98,6 +117,7 @@ class BatchLoader(Generic[T]):
         self.batches += 1
         self.keys_fetched += 1
         watch = self._watch() if self.timeout is not None else None
+        started = _perf()
         try:
             try:
                 result = await self._fetch_one(key)
@@ -110,15 +130,17 @@ class BatchLoader(Generic[T]):
         except Exception as exc:
             if isinstance(exc, TimeoutError):
                 self._hand_over(key, sharers)
+                self._observe(_perf() - started, 1, 0)
             else:
-                _fail(sharers, exc)
+                self._observe(_perf() - started, 1 + _fail(sharers, exc), 0)
             raise
         except BaseException:
             # This caller was cancelled: whoever shares its key still wants the answer.
             self._hand_over(key, sharers)
             raise
         else:
-            _resolve(sharers, result)
+            served = 1 + _resolve(sharers, result)
+            self._observe(_perf() - started, served, served if result is not None else 0)
             return result
         finally:
             if self._inflight.get(key) is sharers:
@@ -206,31 +228,46 @@ class BatchLoader(Generic[T]):
         self._scheduled = True
         _spawn(self._tasks, self._gather())
 
-    def _take(self) -> dict[str, list[asyncio.Future[Optional[T]]]]:
+    def _take(self) -> tuple[dict[str, list[asyncio.Future[Optional[T]]]], float]:
         batch, self._pending = self._pending, {}
         self._inflight.update(batch)
-        return batch
+        return batch, self._since
 
     async def _gather(self) -> None:
         self._scheduled = False
         if self._pending:  # (a batch that filled up has left already)
-            await self._run(self._take())
+            await self._run(*self._take())
 
-    async def _run(self, batch: dict[str, list[asyncio.Future[Optional[T]]]]) -> None:
+    async def _run(self, batch: dict[str, list[asyncio.Future[Optional[T]]]], since: float) -> None:
         timer = None
         if self.timeout is not None:
             # A driver that survives cancellation is cancelled at the deadline too: nobody
             # waits for the answer any more, and the call may hold a connection meanwhile
             # (L3's lone read has no timer of its own).
             timer = asyncio.get_running_loop().call_later(
-                self.timeout, _expire, batch, asyncio.current_task() if self.direct else None)
+                self.timeout, self._expire, batch, asyncio.current_task() if self.direct else None)
         try:
-            await self._fetch(batch)
+            await self._fetch(batch, since)
         finally:
             if timer is not None:
                 timer.cancel()
 
-    async def _fetch(self, batch: dict[str, list[asyncio.Future[Optional[T]]]]) -> None:
+    def _expire(self, batch: dict[str, list[asyncio.Future[Any]]], task: Optional[asyncio.Task[Any]]) -> None:
+        # The batch's deadline: its callers stop waiting; the driver call goes on undisturbed
+        # unless it is cancel-safe and so given as ``task``.
+        expired = 0
+        for waiters in batch.values():
+            for w in waiters:
+                if not w.done():
+                    w.set_exception(asyncio.TimeoutError())
+                    w.exception()
+                    expired += 1
+        if expired:
+            self._observe(float(self.timeout or 0.0), expired, 0)
+        if task is not None:
+            task.cancel()
+
+    async def _fetch(self, batch: dict[str, list[asyncio.Future[Optional[T]]]], since: float) -> None:
         keys = list(batch)
         self._lone = len(keys) == 1
         self.batches += 1
@@ -241,13 +278,21 @@ class BatchLoader(Generic[T]):
             else:
                 results = await self._fetch_many(keys)
         except BaseException as exc:
+            failed = 0
             for waiters in batch.values():
-                _fail(waiters, exc)
+                failed += _fail(waiters, exc)
+            if failed:
+                self._observe(_perf() - since, failed, 0)
             if not isinstance(exc, Exception):
                 raise
         else:
+            served = found = 0
             for waiters, result in zip(batch.values(), results):
-                _resolve(waiters, result)
+                n = _resolve(waiters, result)
+                served += n
+                if result is not None:
+                    found += n
+            self._observe(_perf() - since, served, found)
         finally:
             for key, waiters in batch.items():
                 if self._inflight.get(key) is waiters:
@@ -272,15 +317,21 @@ def _spawn(tasks: set[asyncio.Task[None]], coro: Any) -> None:
     task.add_done_callback(tasks.discard)
 
 
-def _resolve(waiters: list[asyncio.Future[Any]], result: Any) -> None:
+def _resolve(waiters: list[asyncio.Future[Any]], result: Any) -> int:
+    """Answer the waiters still waiting; return how many were."""
+    n = 0
     for w in waiters:
         if not w.done():
             w.set_result(result)
+            n += 1
+    return n
 
 
-def _fail(waiters: list[asyncio.Future[Any]], exc: BaseException) -> None:
-    """A batch that was cancelled cancels its waiters; one that failed passes them the error."""
+def _fail(waiters: list[asyncio.Future[Any]], exc: BaseException) -> int:
+    """A batch that was cancelled cancels its waiters; one that failed passes them the error.
+    Returns how many waiters failed with the error (the cancelled ones are not counted)."""
     cancelled = isinstance(exc, asyncio.CancelledError)
+    n = 0
     for w in waiters:
         if not w.done():
             if cancelled:
@@ -288,18 +339,16 @@ def _fail(waiters: list[asyncio.Future[Any]], exc: BaseException) -> None:
             else:
                 w.set_exception(exc)
                 w.exception()  # retrieved: its caller may have gone
+                n += 1
+    return n
 
 
-def _expire(batch: dict[str, list[asyncio.Future[Any]]], task: Optional[asyncio.Task[Any]] = None) -> None:
-    # The batch's deadline: its callers stop waiting; the driver call goes on undisturbed
-    # unless it is cancel-safe and so given as ``task``.
-    for waiters in batch.values():
-        for w in waiters:
-            if not w.done():
-                w.set_exception(asyncio.TimeoutError())
-                w.exception()
-    if task is not None:
-        task.cancel()
+def _expire_writes(waiters: list[asyncio.Future[Any]]) -> None:
+    # A write batch's deadline: its submitters stop waiting; the write goes on.
+    for w in waiters:
+        if not w.done():
+            w.set_exception(asyncio.TimeoutError())
+            w.exception()
 
 
 class WriteBatcher(Generic[T]):
@@ -360,7 +409,7 @@ class WriteBatcher(Generic[T]):
     async def _run(self, items: list[T], waiters: list[asyncio.Future[None]]) -> None:
         timer = None
         if self.timeout is not None:
-            timer = asyncio.get_running_loop().call_later(self.timeout, _expire, {"": waiters})
+            timer = asyncio.get_running_loop().call_later(self.timeout, _expire_writes, waiters)
         try:
             await self._write(items, waiters)
         finally:

@@ -6,7 +6,7 @@ import asyncio
 import bisect
 import logging
 import time
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Awaitable, Optional, Sequence, Union
 
 from .batching import BatchLoader, WriteBatcher
 from .breaker import CLOSED, CircuitBreaker
@@ -61,7 +61,7 @@ class SharedLevel:
         read_t, write_t = cfg.read_timeout, cfg.write_timeout
         self.loader: BatchLoader[Entry] = BatchLoader(
             self._guarded(tier.get, read_t), self._guarded(tier.get_many, read_t), max_batch=max_batch,
-            timeout=read_t, direct=getattr(tier, "cancel_safe", False),
+            timeout=read_t, direct=getattr(tier, "cancel_safe", False), observe=self._observe,
         )
         # Writes keep the larger cap: a batch applies its items in submission order, but two
         # batches in flight at once land in either order, and concurrent puts of one key
@@ -159,8 +159,23 @@ class SharedLevel:
         return removed
 
     async def fetch(self, key: str) -> Optional[Entry]:
-        # Once per L1 miss: PendingDeletes.blocks and CircuitBreaker.allow are inlined up to
-        # their common answer (nothing pending, breaker closed), a method call each saved.
+        """The entry for ``key``, or None (a miss, a skipped level, or a failure when not strict)."""
+        read = self.start_read(key)
+        if read is None:
+            return None
+        try:
+            return await read
+        except (TierError, asyncio.TimeoutError) as exc:
+            self.read_failed(exc)
+            return None
+
+    def start_read(self, key: str) -> Optional[Awaitable[Optional[Entry]]]:
+        """:meth:`fetch` in two halves, for the cache's read path (a coroutine layer fewer per
+        L1 miss): the read to await, or None if this level is skipped for ``key`` (counted as
+        a miss).  The read's hits, misses and latency are counted by the batch it joins (see
+        _observe); a TierError or asyncio.TimeoutError it raises goes to :meth:`read_failed`."""
+        # PendingDeletes.blocks and CircuitBreaker.allow are inlined up to their common answer
+        # (nothing pending, breaker closed), a method call each saved.
         pending = self.pending
         if pending.overflowed or (pending.keys and key in pending.keys):
             self.misses += 1
@@ -170,25 +185,23 @@ class SharedLevel:
             self.misses += 1
             self.skipped += 1
             return None
-        t0 = _perf()
-        try:
-            try:
-                entry = await self.loader.request(key)
-            except asyncio.TimeoutError:
-                raise self._deadline("read") from None
-        except TierError as exc:
-            self.misses += 1
+        return self.loader.request(key)
+
+    def read_failed(self, exc: BaseException) -> None:
+        """A read from :meth:`start_read` failed: an error, counted and logged, or raised when
+        strict.  (Its batch counted it a miss already.)"""
+        if isinstance(exc, TierError):
             self._failed(exc, "read")
-            return None
-        finally:
-            elapsed = _perf() - t0
-            self.read_seconds += elapsed
-            self.latency_counts[_bisect_left(LATENCY_BOUNDS, elapsed)] += 1
-        if entry is None:
-            self.misses += 1
-        else:
-            self.hits += 1
-        return entry
+        else:  # the batch's deadline
+            self._failed(self._deadline("read"), "read")
+
+    def _observe(self, seconds: float, served: int, found: int) -> None:
+        # Once per round trip (BatchLoader's observe), for every caller it answered, failed or
+        # left at the deadline: each is a hit or a miss, and its latency is the round trip's.
+        self.read_seconds += seconds * served
+        self.latency_counts[_bisect_left(LATENCY_BOUNDS, seconds)] += served
+        self.hits += found
+        self.misses += served - found
 
     async def fetch_many(self, keys: Sequence[str]) -> list[Optional[Entry]]:
         if self.pending:
