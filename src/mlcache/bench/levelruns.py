@@ -11,6 +11,7 @@ the same bytes; they just skip everything mlcache adds: PTTL / expiry, decoding,
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgpack
@@ -22,6 +23,8 @@ from .workloads import key, key_batches, uniform_keys
 
 BULK = 100          # keys per MGET / = ANY($1) / put_many
 PG_POOL = 20        # raw asyncpg pool at many callers: mlcache's own L3 pool size
+# Client work added to each raw asyncpg read of the reference run (microseconds): see _postgres.
+BUSY_US = 5
 
 
 async def run_levels(ctx: Context) -> None:
@@ -88,6 +91,21 @@ async def _postgres(ctx: Context, keys: list[str], groups: list[list[str]], many
     async with peers.pg_connection(ctx.postgres_url) as con:
         stmt, stmt_bulk = await con.prepare(one), await con.prepare(bulk)
         await ctx.measure("pg.fetch@1", "asyncpg prepared fetchrow", "asyncpg", stmt.fetchrow, keys, 1)
+        # A reference, not a contender: the same reads with BUSY_US of client CPU after each.
+        # On this kind of machine (a VM whose idle vCPUs halt) a reply the client answers a
+        # few microseconds later finds the server's backend asleep, and waking it costs far
+        # more than the work: it shows what any layer over the driver pays, mlcache included.
+        fetchrow, clock = stmt.fetchrow, time.perf_counter
+
+        async def busy_fetch(k: str) -> Any:
+            row = await fetchrow(k)
+            until = clock() + BUSY_US / 1e6
+            while clock() < until:
+                pass
+            return row
+
+        await ctx.measure("pg.fetch+busy@1", f"asyncpg prepared fetchrow + {BUSY_US} us of client work (reference)",
+                          "asyncpg", busy_fetch, keys, 1)
         await ctx.measure(f"pg.any{BULK}@1", f"asyncpg prepared = ANY($1) x{BULK}", "asyncpg",
                           stmt_bulk.fetch, groups, 1, keys_per_op=BULK)
     async with peers.pg_pool(ctx.postgres_url, min(PG_POOL, many)) as pool:

@@ -30,6 +30,15 @@ METHOD = [
     "Raw redis-py and asyncpg read the very keys and rows mlcache wrote (the same bytes), but skip "
     "everything mlcache adds: the remaining-TTL read, decoding, promotion. The raw write baseline is "
     "MSET (no TTL) plus one `unnest` upsert.",
+    "**One caller, one round trip after another**: the reference run \"asyncpg prepared fetchrow + 5 us "
+    "of client work\" is the raw driver with a 5 us busy loop after each read. On a machine whose idle "
+    "vCPUs halt (a VM), a next query sent a few microseconds later than the driver alone would send "
+    "it finds the server's backend asleep, and waking it costs several times those microseconds. Any "
+    "layer over the driver pays that, mlcache included (its L1 miss, decode and promotion take about "
+    "that long): the reference shows the price on the machine at hand.",
+    "**Bulk baselines**: the issue's table gives redis-py MGET and asyncpg `= ANY($1)` of 100 keys for "
+    "one caller; the targets compare with those, and name the same bulk reads by 64 callers (the "
+    "drivers' ceiling here) beside them.",
     "**Workloads**: every contender finds every key in the same Redis: mlcache's L2 (with L1, 5 % "
     "of the keys, above and L3, every key, below; a fresh cache per run, so a cold L1), cashews "
     "(Redis backend), aiocache (`RedisCache` defaults: JSON values, 5 s timeout per call) and raw "
