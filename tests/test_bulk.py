@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from mlcache import MultiLevelCache, SerializationError, TierError
-from mlcache.batching import BatchLoader, WriteBatcher
+from mlcache.batching import BatchLoader, Deadlines, WriteBatcher
 
 MISSING = object()
 
@@ -218,6 +218,42 @@ async def test_loader_observes_each_round_trip_once() -> None:
     loader = BatchLoader(direct.one, direct.many, direct=True, observe=seen)
     assert await loader.load("a") == "A"
     assert seen.totals() == (1, 1)
+
+
+async def test_deadlines_share_one_timer_and_expire_in_order() -> None:
+    deadlines = Deadlines(0.05)
+    expired: list[str] = []
+    entries = {name: deadlines.add(expired.append, name) for name in "abc"}
+    timer = deadlines._timer
+    await asyncio.sleep(0.02)
+    entries["d"] = deadlines.add(expired.append, "d")
+    assert deadlines._timer is timer                  # one timer for all of them
+    Deadlines.done(entries["b"])                      # ended in time: never expires
+    await asyncio.sleep(0.04)
+    assert expired == ["a", "c"]                      # a and c at their deadline, d not yet
+    await asyncio.sleep(0.03)
+    assert expired == ["a", "c", "d"] and not deadlines._queue and deadlines._timer is None
+    late = deadlines.add(expired.append, "e")         # an idle batcher arms it again
+    Deadlines.done(late)
+    await asyncio.sleep(0.07)
+    assert expired == ["a", "c", "d"] and deadlines._timer is None
+    deadlines.add(expired.append, "f")
+    deadlines.close()
+    await asyncio.sleep(0.07)
+    assert expired == ["a", "c", "d"]
+
+
+def test_deadlines_follow_a_batcher_to_another_event_loop() -> None:
+    deadlines = Deadlines(0.01)
+    expired: list[str] = []
+
+    async def add(name: str, wait: float) -> None:
+        deadlines.add(expired.append, name)
+        await asyncio.sleep(wait)
+
+    asyncio.run(add("stranded", 0.0))      # its loop closes with the timer still armed
+    asyncio.run(add("second", 0.05))
+    assert expired == ["second"]           # ("stranded" went with its loop)
 
 
 async def test_cancelled_waiter_leaves_the_batch_alone() -> None:
