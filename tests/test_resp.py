@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from mlcache import TierUnavailableError
 from mlcache.config import L2Config
 from mlcache.localservers import RedisServer
-from mlcache.tiers.redis import RedisTier
+from mlcache.tiers.redis import MULTI_MIN, RedisTier
 from mlcache.tiers.resp import Address, ConnectionClosedError, Pool, RespError, Script
 
 # The TLS server and certificates of the L2 security tests, reused as they are.
@@ -390,6 +390,8 @@ async def test_out_of_memory_surfaces_as_an_error(namespace: str) -> None:
                 await tier.set("one-more", b"x" * 10_000, 60)
             with pytest.raises(TierUnavailableError, match="OOM"):
                 await tier.set_many([("a", b"x" * 10_000, None), ("b", b"y", 1.5)])
+            with pytest.raises(TierUnavailableError, match="OOM"):     # the MULTI path too
+                await tier.set_many([(f"m{i}", b"x" * 10_000, 1.5) for i in range(MULTI_MIN)])
             assert await pool.execute("GET", "big0") == b"x" * 10_000  # reads go on
         finally:
             await pool.aclose()
@@ -397,6 +399,44 @@ async def test_out_of_memory_surfaces_as_an_error(namespace: str) -> None:
 
 
 # --- the tier's stored format ---------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [3, MULTI_MIN + 5], ids=["script", "multi"])
+async def test_batched_writes_store_the_same_either_way(redis_url: str, redis_client: aioredis.Redis,
+                                                        namespace: str, n: int) -> None:
+    # Below MULTI_MIN keys the SETs go in the Lua script, from it in a MULTI: same result.
+    tier = RedisTier(L2Config(redis_url=redis_url, key_prefix=namespace))
+    try:
+        items = [(f"k{i}", f"v{i}".encode(), None if i % 2 else 2.0) for i in range(n)]
+        await tier.set_many(items + [("k0", b"last", 2.0)])          # the last write of a key wins
+        assert await redis_client.get(f"{namespace}:k0") == b"last"
+        assert await redis_client.pttl(f"{namespace}:k1") == -1
+        assert 1900 <= await redis_client.pttl(f"{namespace}:k2") <= 2000
+        await tier.delete("k1")                                       # a tombstone
+        await tier.fill_many([(f"k{i}", b"filled", 5.0) for i in range(n)] + [("new", b"filled", None)])
+        assert await redis_client.get(f"{namespace}:k0") == b"last"   # NX: held values stay
+        assert await tier.get("k1") is None                          # and tombstones too
+        assert await redis_client.get(f"{namespace}:new") == b"filled"
+        assert await redis_client.pttl(f"{namespace}:new") == -1
+    finally:
+        await tier.close()
+
+
+async def test_a_transaction_counts_as_one_command_for_the_pool(fresh_redis_server: RedisServer,
+                                                                namespace: str) -> None:
+    # A MULTI of 40 SETs owes 42 replies but is one command: the connection is not "full".
+    pool = Pool(fresh_redis_server.url, max_connections=4, pipeline_depth=8)
+    try:
+        await pool.execute("PING")
+        conn = pool.connections[0]
+        big = asyncio.ensure_future(pool.transaction(*[("SET", f"{namespace}:t{i}", b"x") for i in range(40)]))
+        await asyncio.sleep(0)
+        assert conn.requests == 1 and len(conn.waiters) == 42
+        assert pool._pick() is conn                                   # room left behind it
+        assert await big == [b"OK"] * 40
+        assert conn.requests == 0 and not conn.waiters
+    finally:
+        await pool.aclose()
+
 
 async def test_tier_keeps_the_stored_format(redis_url: str, redis_client: aioredis.Redis, namespace: str) -> None:
     tier = RedisTier(L2Config(redis_url=redis_url, key_prefix=namespace))
