@@ -9,6 +9,7 @@ import random
 import time
 from typing import Any
 
+import pytest
 from faultproxy import FaultProxy
 
 from mlcache import MultiLevelCache
@@ -211,3 +212,36 @@ async def test_the_change_log_is_bounded_while_reads_never_pause(cache: MultiLev
             assert reader.l1_cache.lru.peek("slow") == "old"
     finally:
         await proxy.close()
+
+
+@pytest.mark.parametrize("then", ["invalidate", "put"])
+async def test_a_write_landing_after_its_deadline_never_outlives_what_came_next(cache_config: dict,
+                                                                               then: str) -> None:
+    # A write whose caller gave up at the deadline goes on.  The pending delete that stands
+    # for it must land after it, or the late write would leave a value the cache was told
+    # to forget (a real Redis; only the timing of one SET is stretched).
+    config = {**cache_config, "postgres_url": None, "l2": {**cache_config["l2"], "write_timeout": 0.05}}
+    async with MultiLevelCache(config) as cache, MultiLevelCache(config) as reader:
+        tier = cache.l2_cache.tier
+        real_set = tier.set
+        landed = asyncio.Event()
+
+        async def late_set(key: str, data: bytes, ttl: Any) -> None:
+            await asyncio.sleep(0.4)                      # the 50 ms deadline passes long before
+            await real_set(key, data, ttl)
+            landed.set()
+
+        tier.set = late_set  # type: ignore[method-assign]
+        await cache.put("k", "old")                       # L2's write misses its deadline
+        tier.set = real_set  # type: ignore[method-assign]
+        assert cache.l2_cache.writer.late == 1 and cache.l2_cache.pending.keys
+        if then == "invalidate":
+            await cache.invalidate("k")
+        else:
+            await cache.put("k", "new")                   # lands, but must not clear the pending key
+            assert cache.l2_cache.pending.keys
+        await landed.wait()                               # the old SET landed after that
+        await asyncio.sleep(0.6)                          # the pending delete's retries
+        assert cache.l2_cache.writer.late == 0 and not cache.l2_cache.pending.keys
+        # Whatever L2 holds now, it is not the late "old" (a miss is always safe).
+        assert await reader.get("k", MISSING) in (MISSING, "new")

@@ -443,6 +443,9 @@ class WriteBatcher(Generic[T]):
         self._deadlines = Deadlines(timeout) if timeout is not None else None
         self.batches = 0
         self.items_written = 0
+        # Batches past their deadline whose write still runs: it may land after anything
+        # their submitters did next (see SharedLevel._late_writes).
+        self.late = 0
 
     async def submit(self, item: T) -> None:
         """Write ``item`` with the next batch; asyncio.TimeoutError once that batch has taken
@@ -472,12 +475,21 @@ class WriteBatcher(Generic[T]):
             await self._run(*self._take())
 
     async def _run(self, items: list[T], waiters: list[asyncio.Future[None]]) -> None:
-        deadline = self._deadlines.add(_expire_writes, waiters) if self._deadlines is not None else None
+        state: list[Any] = [waiters, False]  # [submitters, past the deadline]
+        deadline = self._deadlines.add(self._expire, state) if self._deadlines is not None else None
         try:
             await self._write(items, waiters)
         finally:
             if deadline is not None:
                 Deadlines.done(deadline)
+            if state[1]:
+                self.late -= 1
+
+    def _expire(self, state: list[Any]) -> None:
+        # The batch's deadline: its submitters stop waiting; the write goes on, counted late.
+        state[1] = True
+        self.late += 1
+        _expire_writes(state[0])
 
     async def _write(self, items: list[T], waiters: list[asyncio.Future[None]]) -> None:
         self.batches += 1

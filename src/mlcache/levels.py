@@ -83,6 +83,7 @@ class SharedLevel:
         # Deletes that failed: those keys are not read from this level until a retry lands.
         self.pending = PendingDeletes(self.name, self._redelete)
         self._stragglers: set[asyncio.Future[Any]] = set()
+        self._late_bulk = 0  # bulk writes (store_many) past their deadline, still running
         self.strict = strict
         self.hits = 0
         self.misses = 0
@@ -118,18 +119,30 @@ class SharedLevel:
 
         return guarded
 
-    async def _bounded(self, call: Any, arg: Any, timeout: float, action: str) -> Any:
+    async def _bounded(self, call: Any, arg: Any, timeout: float, action: str, *, write: bool = False) -> Any:
         """Run a tier call under a deadline without ever cancelling the driver mid-command
         (redis-py can lose a cancellation, or a reply, when cancelled at the wrong moment):
         the call goes on in its own task, bounded by the driver's socket timeout, and only
-        the caller stops waiting."""
+        the caller stops waiting.  A ``write`` that goes on is counted late until it ends."""
         task = asyncio.ensure_future(self._guarded(call, timeout)(arg))
         self._stragglers.add(task)
         task.add_done_callback(_forget_straggler(self._stragglers))
         try:
             return await asyncio.wait_for(asyncio.shield(task), timeout)
         except asyncio.TimeoutError:
+            if write and not task.done():
+                self._late_bulk += 1
+                task.add_done_callback(self._late_bulk_done)
             raise self._deadline(action) from None
+
+    def _late_bulk_done(self, task: "asyncio.Future[Any]") -> None:
+        self._late_bulk -= 1
+
+    def _late_writes(self) -> bool:
+        """Are writes past their deadline still running?  Such a write may land after what its
+        caller did next (an invalidation, a newer put), so while one runs no pending delete is
+        retried and no newer write clears one: the retry's delete must land after it."""
+        return bool(self.writer.late or self.filler.late or self._late_bulk)
 
     def _deadline(self, action: str) -> TierTimeoutError:
         # A caller giving up on a slow level is a failure too: slowness must open the breaker.
@@ -154,6 +167,8 @@ class SharedLevel:
     async def _redelete(self, keys: Sequence[str]) -> int:
         if not self.breaker.allow():
             raise TierTimeoutError(self.name, "breaker open")
+        if self._late_writes():
+            raise TierTimeoutError(self.name, "writes past their deadline still running")
         removed: int = await self._bounded(self.tier.delete_many, keys, self.write_timeout, "delete")
         self.deletes += len(keys)
         return removed
@@ -239,14 +254,14 @@ class SharedLevel:
             self.pending.add([key for key, _, _ in items])
             return False
         try:
-            await self._bounded(self.tier.set_many, items, self.write_timeout, "write")
+            await self._bounded(self.tier.set_many, items, self.write_timeout, "write", write=True)
         except TierError as exc:
             self.skipped_writes += len(items)
             self.pending.add([key for key, _, _ in items])
             self._failed(exc, "write")
             return False
         self.writes += len(items)
-        if self.pending:
+        if self.pending and not self._late_writes():
             for key, _, _ in items:
                 self.pending.overwritten(key)
         return True
@@ -287,7 +302,7 @@ class SharedLevel:
             self._failed(exc, "write")
             return False
         self.writes += 1
-        if self.pending:
+        if self.pending and not self._late_writes():
             self.pending.overwritten(key)
         return True
 
