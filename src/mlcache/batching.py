@@ -319,11 +319,7 @@ class BatchLoader(Generic[T]):
         batch, task = what
         expired = 0
         for waiters in batch.values():
-            for w in waiters:
-                if not w.done():
-                    w.set_exception(asyncio.TimeoutError())
-                    w.exception()
-                    expired += 1
+            expired += _time_out(waiters)
         if expired:
             self._observe(float(self.timeout or 0.0), expired, 0)
         if task is not None:
@@ -407,12 +403,15 @@ def _fail(waiters: list[asyncio.Future[Any]], exc: BaseException) -> int:
     return n
 
 
-def _expire_writes(waiters: list[asyncio.Future[Any]]) -> None:
-    # A write batch's deadline: its submitters stop waiting; the write goes on.
+def _time_out(waiters: list[asyncio.Future[Any]]) -> int:
+    """A batch's deadline for its waiters: they stop waiting.  Returns how many still were."""
+    n = 0
     for w in waiters:
         if not w.done():
             w.set_exception(asyncio.TimeoutError())
             w.exception()
+            n += 1
+    return n
 
 
 class WriteBatcher(Generic[T]):
@@ -489,7 +488,7 @@ class WriteBatcher(Generic[T]):
         # The batch's deadline: its submitters stop waiting; the write goes on, counted late.
         state[1] = True
         self.late += 1
-        _expire_writes(state[0])
+        _time_out(state[0])
 
     async def _write(self, items: list[T], waiters: list[asyncio.Future[None]]) -> None:
         self.batches += 1

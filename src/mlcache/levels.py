@@ -21,7 +21,6 @@ log = logging.getLogger("mlcache")
 # Seconds between two warnings about one failing level.
 LOG_EVERY = 1.0
 
-_perf = time.perf_counter
 _bisect_left = bisect.bisect_left
 
 LATENCY_BOUNDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)

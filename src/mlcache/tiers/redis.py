@@ -194,14 +194,7 @@ class RedisTier:
             # A transaction, not the GET_MANY script: for one key the script cost Redis 8.7 us a
             # call (INFO commandstats), GET and PTTL 0.6 and 0.4; MULTI keeps the pair atomic.
             name = self._prefix + key
-            try:
-                data, pttl = await self._pool.transaction(("GET", name), ("PTTL", name))
-            except RespError as exc:
-                if exc.code != "EXECABORT":
-                    raise
-                # Over maxmemory (noeviction) Redis refuses to queue any command, even a read;
-                # the script still runs.
-                data, pttl = await self._pool.evalsha(_GET_MANY, (name,))
+            data, pttl = await self._multi_or_script([("GET", name), ("PTTL", name)], _GET_MANY, [name])
         except Exception as exc:
             raise _error(exc, "GET") from exc
         # Not bytes: the key holds another type (GET's WRONGTYPE comes back inside EXEC's
@@ -250,8 +243,7 @@ class RedisTier:
         588-639 us), which is what a bulk write waits for.  Below it, the script: such batches
         come from concurrent single writes, where this process's CPU is the limit, and each
         queued SET's reply costs it 0.3 us (the combined bench ran 4 % slower with MULTI for
-        every batch).  A transaction Redis refuses to queue (over maxmemory, say) is run as
-        the script, so the error names its cause (OOM) rather than EXECABORT."""
+        every batch)."""
         prefix = self._prefix
         px: dict[float, int] = {}  # one TTL for a whole put_many, usually
         keys: list[str] = []
@@ -273,18 +265,25 @@ class RedisTier:
             if len(commands) < MULTI_MIN:
                 await self._pool.evalsha(script, keys, args)
                 return
-            try:
-                replies = await self._pool.transaction(*commands)
-            except RespError as exc:
-                if exc.code != "EXECABORT":
-                    raise
-                await self._pool.evalsha(script, keys, args)
-                return
-            for reply in replies:
-                if isinstance(reply, Exception):  # a SET that failed as it ran
-                    raise RespError(str(reply))
+            replies = await self._multi_or_script(commands, script, keys, args)
+            if isinstance(replies, list):  # (the script answers with a count)
+                for reply in replies:
+                    if isinstance(reply, Exception):  # a SET that failed as it ran
+                        raise RespError(str(reply))
         except Exception as exc:
             raise _error(exc, action) from exc
+
+    async def _multi_or_script(self, commands: list[tuple[Any, ...]], script: Script, keys: list[str],
+                               args: Sequence[Any] = ()) -> Any:
+        """EXEC's reply to ``commands`` in one MULTI; or, if Redis refuses to queue them (over
+        maxmemory with noeviction it refuses every command, even a read), ``script``'s reply,
+        which does the same work and whose error names the cause (OOM, not EXECABORT)."""
+        try:
+            return await self._pool.transaction(*commands)
+        except RespError as exc:
+            if exc.code != "EXECABORT":
+                raise
+        return await self._pool.evalsha(script, keys, args)
 
     async def delete(self, key: str) -> bool:
         return bool(await self.delete_many((key,)))
