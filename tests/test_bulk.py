@@ -228,13 +228,13 @@ async def test_deadlines_share_one_timer_and_expire_in_order() -> None:
     await asyncio.sleep(0.02)
     entries["d"] = deadlines.add(expired.append, "d")
     assert deadlines._timer is timer                  # one timer for all of them
-    Deadlines.done(entries["b"])                      # ended in time: never expires
+    deadlines.done(entries["b"])                      # ended in time: never expires
     await asyncio.sleep(0.04)
     assert expired == ["a", "c"]                      # a and c at their deadline, d not yet
     await asyncio.sleep(0.03)
     assert expired == ["a", "c", "d"] and not deadlines._queue and deadlines._timer is None
     late = deadlines.add(expired.append, "e")         # an idle batcher arms it again
-    Deadlines.done(late)
+    deadlines.done(late)
     await asyncio.sleep(0.07)
     assert expired == ["a", "c", "d"] and deadlines._timer is None
     deadlines.add(expired.append, "f")
@@ -331,7 +331,7 @@ async def test_direct_loader_deadline_follows_each_call() -> None:
     c = asyncio.create_task(loader.load("c"))
     done, _ = await asyncio.wait([c], timeout=0.5)
     assert c in done and isinstance(c.exception(), asyncio.TimeoutError)
-    assert not loader._directs and asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+    assert not loader._timed_out and asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
     await loader.aclose()
 
 
@@ -346,13 +346,14 @@ async def test_direct_loader_cancel_is_not_a_timeout() -> None:
     # A cancel landing together with the deadline stays a cancel (asyncio.timeout's rule).
     b = asyncio.create_task(loader.load("y"))
     await asyncio.sleep(0.01)
-    watch = loader._directs[b]
-    watch[1] = 0.0                            # past its deadline: the next check expires it
-    loader._check_directs()
+    assert loader._deadlines is not None
+    (entry,) = [e for e in loader._deadlines._queue if not e[1] and e[3][0] is b]
+    entry[0] = 0.0                            # past its deadline: the next check expires it
+    loader._deadlines._check()
     b.cancel()
     with pytest.raises(asyncio.CancelledError):
         await b
-    assert not loader._directs
+    assert not loader._timed_out
     await loader.aclose()
 
 
