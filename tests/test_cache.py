@@ -282,3 +282,49 @@ async def test_schema_creation_is_safe_when_processes_start_at_once(cache_config
     assert await caches[5].get("x") == 1
     await asyncio.gather(*(c.close() for c in caches))
     assert await direct.rows() == 1
+
+
+async def test_lone_l3_reads_take_the_protocol_path_or_fetchrow_alike(cache_config: dict[str, Any]) -> None:
+    # A lone L3 read runs asyncpg's protocol call under fetchrow (tiers/postgres.py); an
+    # asyncpg without it gets fetchrow itself.  Both must answer hits, misses and expired
+    # rows alike, and the prepared statement must outlive a collection: asyncpg closes a
+    # statement neither its cache nor any PreparedStatement object holds.
+    import functools
+    import gc
+
+    from mlcache.tiers import postgres
+
+    config = {**cache_config, "redis_url": None, "l1": {"initial_capacity": 1, "max_capacity": 1}}
+    async with MultiLevelCache(config) as cache:
+        await cache.put_many({f"k{i}": i for i in range(20)}, ttl_seconds=300)
+        await cache.put("short", "x", ttl_seconds=0.2)
+        tier = cache.l3_cache.tier
+        for _ in range(100):
+            await cache.get("k0")
+            if tier._solo_read is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert isinstance(tier._solo_read, functools.partial)  # the protocol path was taken
+
+        await asyncio.sleep(0.25)  # "short" expires
+
+        async def reads_through(read: Any) -> None:
+            tier._solo_read = read
+            await tier._solo.reload_schema_state()  # empties the connection's statement cache
+            gc.collect()
+            await tier._solo.fetchval("SELECT 1")  # sends the closes of unheld statements
+            assert [await cache.get(f"k{i}") for i in range(20)] == list(range(20))
+            assert await cache.get("nope", MISSING) is MISSING
+            assert await cache.get("short", MISSING) is MISSING
+            assert tier._solo_read is read and cache.l3_cache.errors == 0  # nothing failed
+
+        await reads_through(tier._solo_read)
+
+        class OnlyFetchrow:  # a statement whose asyncpg internals are not the ones expected
+            def __init__(self, stmt: Any) -> None:
+                self.fetchrow = stmt.fetchrow
+
+        fallback = await postgres._protocol_read(OnlyFetchrow(tier._solo_stmt))  # type: ignore[arg-type]
+        assert not isinstance(fallback, functools.partial)
+        await reads_through(fallback)
+        assert cache.l3_cache.errors == 0
