@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable, Optional, Sequence
 
 from ..cache import MultiLevelCache
 from . import peers
-from .measure import Run, drive
+from .measure import Run, drive, drive_paired
 from .options import BenchOptions
 from .progress import Progress
 from .workloads import chunks, key, value_for
@@ -135,6 +135,32 @@ class Context:
         self.runs.append(run)
         self.progress.step(title)
         return run
+
+    async def measure_paired(
+        self, contenders: Sequence[tuple[str, str, str, Callable[[Any], Awaitable[Any]], Sequence[Any]]],
+        *, label: str = "get",
+    ) -> list[Run]:
+        """One caller, the contenders ``(run id, title, contender, op, plan)`` taking turns
+        (see ``drive_paired``); a Run for each, as ``measure`` makes."""
+        o = self.opts
+        assert o.duration is not None
+        titles = " / ".join(c[1] for c in contenders)
+        gc.collect()
+        gc.disable()
+        try:
+            async with self.progress.timed(len(contenders) * (o.warmup + o.duration), titles):
+                results = await drive_paired([(c[3], c[4]) for c in contenders], duration=o.duration,
+                                             warmup=o.warmup, label=label)
+        finally:
+            gc.enable()
+        runs = []
+        for (run_id, title, contender, _, _), (ops, elapsed, lat) in zip(contenders, results):
+            run = Run(run_id, title, contender, 1, ops, 1, elapsed, lat, None, o.warmup)
+            run.info["paired_with"] = [c[0] for c in contenders if c[0] != run_id]
+            self.runs.append(run)
+            runs.append(run)
+        self.progress.step(titles)
+        return runs
 
 
 def hit_rates(counts: dict[str, int]) -> dict[str, float]:

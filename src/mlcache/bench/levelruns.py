@@ -11,20 +11,20 @@ the same bytes; they just skip everything mlcache adds: PTTL / expiry, decoding,
 """
 from __future__ import annotations
 
-import time
-from typing import Any
+import asyncio
+import contextlib
+from typing import Any, AsyncIterator
 
 import msgpack
 
 from ..cache import MultiLevelCache
+from ..tiers.postgres import PostgresTier
 from . import peers
 from .context import Context, failures_since, level_failures
 from .workloads import key, key_batches, uniform_keys
 
 BULK = 100          # keys per MGET / = ANY($1) / put_many
 PG_POOL = 20        # raw asyncpg pool at many callers: mlcache's own L3 pool size
-# Client work added to each raw asyncpg read of the reference run (microseconds): see _postgres.
-BUSY_US = 5
 
 
 async def run_levels(ctx: Context) -> None:
@@ -63,8 +63,16 @@ async def _shared(ctx: Context, level: str, keys: list[str], many: int) -> None:
         tier = cache.l2_cache if l2 else cache.l3_cache
         for callers in (1, many):
             hits, misses, failed = tier.hits, getattr(tier, "misses", 0), level_failures(cache)
-            run = await ctx.measure(f"{level}.get@{callers}", f"mlcache get, L1 miss -> {level} hit",
-                                    "mlcache", cache.get, keys, callers)
+            title = f"mlcache get, L1 miss -> {level} hit"
+            if callers == 1:
+                # The target compares a lone caller with the driver alone: both take turns.
+                async with _raw_one(ctx, cache, l2) as (run_id, raw_title, contender, op, plan):
+                    run, _ = await ctx.measure_paired([
+                        (f"{level}.get@1", title, "mlcache", cache.get, keys),
+                        (run_id, raw_title, contender, op, plan),
+                    ])
+            else:
+                run = await ctx.measure(f"{level}.get@{callers}", title, "mlcache", cache.get, keys, callers)
             hits, misses = tier.hits - hits, getattr(tier, "misses", 0) - misses
             run.info[f"{level}_hit_rate"] = 100.0 * hits / (hits + misses) if hits + misses else 0.0
             run.info["failures"] = failures_since(failed, level_failures(cache))
@@ -73,13 +81,41 @@ async def _shared(ctx: Context, level: str, keys: list[str], many: int) -> None:
                                  f"is stored there): its figure is not a clean {level} hit path")
 
 
+@contextlib.asynccontextmanager
+async def _raw_one(ctx: Context, cache: MultiLevelCache, l2: bool) -> AsyncIterator[tuple[Any, ...]]:
+    """The driver alone, one caller, reading what ``cache.get`` reads: redis-py GET, or an
+    asyncpg prepared fetchrow on the very connection (so the same server backend) the L3
+    tier reads with.  (Where the scheduler puts a PostgreSQL backend decides a lone round
+    trip: on the client's vCPU 60-80 us here, on the other one ~146 us, pinned with
+    taskset.  Two connections can differ by 2x for that alone, in either direction.)"""
+    keys = uniform_keys(ctx.opts.level_keys, ctx.opts.seed + 1, ctx.opts.plan_length)
+    if l2:
+        prefix = ctx.redis_prefix("levels") + ":"
+        async with peers.redis_client(ctx.redis_url) as client:
+            yield "redis.get@1", "redis-py GET", "redis-py", client.get, [prefix + k for k in keys]
+        return
+    tier = getattr(cache.l3_cache, "tier", None)
+    assert isinstance(tier, PostgresTier)
+    await cache.get(keys[0])  # sets the read connection aside
+    for _ in range(100):
+        if tier.read_connection is not None:
+            break
+        await asyncio.sleep(0.01)
+    con = tier.read_connection
+    if con is None:
+        raise RuntimeError("L3 set no connection aside for lone reads")
+    stmt = await con.prepare(peers.SQL_ONE.format(t=ctx.table("levels")))
+    yield ("pg.fetch@1", "asyncpg prepared fetchrow, same backend as mlcache's L3", "asyncpg", stmt.fetchrow,
+           keys)
+
+
 async def _redis(ctx: Context, keys: list[str], groups: list[list[str]], many: int) -> None:
     prefix = ctx.redis_prefix("levels") + ":"
     rkeys = [prefix + k for k in keys]
     rgroups = [[prefix + k for k in g] for g in groups]
     async with peers.redis_client(ctx.redis_url) as client:
-        for callers in (1, many):
-            await ctx.measure(f"redis.get@{callers}", "redis-py GET", "redis-py", client.get, rkeys, callers)
+        # (redis.get@1 is measured in turns with L2.get@1: see _shared.)
+        await ctx.measure(f"redis.get@{many}", "redis-py GET", "redis-py", client.get, rkeys, many)
         for callers in (1, many):
             await ctx.measure(f"redis.mget{BULK}@{callers}", f"redis-py MGET x{BULK}", "redis-py",
                               client.mget, rgroups, callers, keys_per_op=BULK)
@@ -90,22 +126,10 @@ async def _postgres(ctx: Context, keys: list[str], groups: list[list[str]], many
     one, bulk = peers.SQL_ONE.format(t=table), peers.SQL_ANY.format(t=table)
     async with peers.pg_connection(ctx.postgres_url) as con:
         stmt, stmt_bulk = await con.prepare(one), await con.prepare(bulk)
-        await ctx.measure("pg.fetch@1", "asyncpg prepared fetchrow", "asyncpg", stmt.fetchrow, keys, 1)
-        # A reference, not a contender: the same reads with BUSY_US of client CPU after each.
-        # On this kind of machine (a VM whose idle vCPUs halt) a reply the client answers a
-        # few microseconds later finds the server's backend asleep, and waking it costs far
-        # more than the work: it shows what any layer over the driver pays, mlcache included.
-        fetchrow, clock = stmt.fetchrow, time.perf_counter
-
-        async def busy_fetch(k: str) -> Any:
-            row = await fetchrow(k)
-            until = clock() + BUSY_US / 1e6
-            while clock() < until:
-                pass
-            return row
-
-        await ctx.measure("pg.fetch+busy@1", f"asyncpg prepared fetchrow + {BUSY_US} us of client work (reference)",
-                          "asyncpg", busy_fetch, keys, 1)
+        # The issue's own row ("asyncpg prepared fetch, one caller, sequential"): a
+        # connection of its own, so a server backend of its own (see _raw_one).
+        await ctx.measure("pg.fetch.own@1", "asyncpg prepared fetchrow, own connection", "asyncpg",
+                          stmt.fetchrow, keys, 1)
         await ctx.measure(f"pg.any{BULK}@1", f"asyncpg prepared = ANY($1) x{BULK}", "asyncpg",
                           stmt_bulk.fetch, groups, 1, keys_per_op=BULK)
     async with peers.pg_pool(ctx.postgres_url, min(PG_POOL, many)) as pool:

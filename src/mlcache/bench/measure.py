@@ -141,3 +141,50 @@ async def drive(
     elapsed = perf() - measure_from
     lat = {k: v for k, v in lat.items() if v}
     return sum(len(v) for v in lat.values()), elapsed, lat, tl
+
+
+PAIRED_SLICE = 100  # operations a contender runs before the next takes its turn
+
+
+async def drive_paired(
+    contenders: Sequence[tuple[Callable[[Any], Awaitable[Any]], Sequence[Any]]],
+    *,
+    duration: float,
+    warmup: float,
+    label: str = "op",
+    slice_ops: int = PAIRED_SLICE,
+) -> list[tuple[int, float, dict[str, list[float]]]]:
+    """One caller runs each contender ``(op, plan)`` in turn, ``slice_ops`` operations at a
+    time, until each has had ``duration`` seconds after ``warmup`` seconds of turns.
+
+    For lone-caller comparisons on a shared machine: contenders measured one after the other
+    meet different neighbours (another tenant, an autovacuum), and ones on different
+    connections meet different luck in where the scheduler puts their server process.  In
+    turns of a few milliseconds they share both.  Returns, per contender as in ``drive``:
+    (operations counted, seconds they took, latencies).
+    """
+    perf = time.perf_counter
+    n = len(contenders)
+    cursors = [0] * n
+    spent = [0.0] * n
+    counted = [0] * n
+    lat: list[list[float]] = [[] for _ in range(n)]
+    warm_until = perf() + warmup
+    while min(spent) < duration:
+        measuring = perf() >= warm_until
+        for i, (op, plan) in enumerate(contenders):
+            if measuring and spent[i] >= duration:
+                continue
+            size, at = len(plan), cursors[i]
+            bucket = lat[i]
+            started = perf()
+            for j in range(at, at + slice_ops):
+                t0 = perf()
+                await op(plan[j % size])
+                if measuring:
+                    bucket.append(perf() - t0)
+            if measuring:
+                spent[i] += perf() - started
+                counted[i] += slice_ops
+            cursors[i] = (at + slice_ops) % size
+    return [(counted[i], spent[i], {label: lat[i]}) for i in range(n)]

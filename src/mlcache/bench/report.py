@@ -30,12 +30,13 @@ METHOD = [
     "Raw redis-py and asyncpg read the very keys and rows mlcache wrote (the same bytes), but skip "
     "everything mlcache adds: the remaining-TTL read, decoding, promotion. The raw write baseline is "
     "MSET (no TTL) plus one `unnest` upsert.",
-    "**One caller, one round trip after another**: the reference run \"asyncpg prepared fetchrow + 5 us "
-    "of client work\" is the raw driver with a 5 us busy loop after each read. On a machine whose idle "
-    "vCPUs halt (a VM), a next query sent a few microseconds later than the driver alone would send "
-    "it finds the server's backend asleep, and waking it costs several times those microseconds. Any "
-    "layer over the driver pays that, mlcache included (its L1 miss, decode and promotion take about "
-    "that long): the reference shows the price on the machine at hand.",
+    "**One caller, one round trip after another**: mlcache and the driver alone take turns of 100 "
+    "gets, each until it has had the run's time, so both meet the same neighbours on this shared "
+    "machine. For L3 the driver reads on the very connection mlcache's L3 reads with: where the "
+    "scheduler puts a PostgreSQL backend decides a lone round trip (60-80 us on the client's vCPU "
+    "here, ~146 us on the other, measured pinned with taskset), so two connections can differ by 2x "
+    "for that alone. The issue's own row, the driver on a connection of its own measured by itself, "
+    "is shown as well.",
     "**Bulk baselines**: the issue's table gives redis-py MGET and asyncpg `= ANY($1)` of 100 keys for "
     "one caller; the targets compare with those, and name the same bulk reads by 64 callers (the "
     "drivers' ceiling here) beside them.",

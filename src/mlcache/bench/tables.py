@@ -44,7 +44,7 @@ def levels_table(runs: dict[str, Run], opts: BenchOptions) -> Table:
     c = opts.concurrency
     order = ["L1.get@1", "floor.get@1",
              "L2.get@1", "redis.get@1", f"L2.get@{c}", f"redis.get@{c}", "redis.mget100@1", f"redis.mget100@{c}",
-             "L3.get@1", "pg.fetch@1", f"L3.get@{c}", f"pg.fetch@{c}", "pg.any100@1", f"pg.any100@{c}",
+             "L3.get@1", "pg.fetch@1", "pg.fetch.own@1", f"L3.get@{c}", f"pg.fetch@{c}", "pg.any100@1", f"pg.any100@{c}",
              "put_many100@1", "raw.write100@1"]
     rows = []
     for run_id in order:

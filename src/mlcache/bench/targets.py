@@ -36,13 +36,6 @@ def _fmt(x: Optional[float], unit: str) -> str:
     return "n/a" if x is None else f"{x:,.0f} {unit}"
 
 
-def _busy(busy: Optional[float], base: Optional[float]) -> str:
-    if not busy or not base:
-        return ""
-    return (f" (with 5 us of client work per read the driver alone does {_fmt(busy, 'ops/s')}, "
-            f"{busy / base:.2f}x: see Method)")
-
-
 def evaluate(runs: dict[str, Run], opts: BenchOptions, combined_hit_rates: dict[str, float]) -> list[Target]:
     c = opts.concurrency
 
@@ -92,9 +85,10 @@ def evaluate(runs: dict[str, Run], opts: BenchOptions, combined_hit_rates: dict[
         relative(f"L3 get, {c} callers vs asyncpg = ANY x100 (stretch)", ops(f"L3.get@{c}"), anyk, 0.3,
                  "keys/s", any_text),
         relative("L2 get, 1 caller vs redis-py GET", ops("L2.get@1"), ops("redis.get@1"), 1.0, "ops/s",
-                 "redis-py GET, 1 caller"),
+                 "redis-py GET, 1 caller, in turns with mlcache"),
         relative("L3 get, 1 caller vs asyncpg prepared fetch", ops("L3.get@1"), ops("pg.fetch@1"), 1.0,
-                 "ops/s", "asyncpg prepared fetchrow, 1 caller" + _busy(ops("pg.fetch+busy@1"), ops("pg.fetch@1"))),
+                 "ops/s", "asyncpg prepared fetchrow, 1 caller, in turns with mlcache on its L3 connection "
+                 f"(on a connection of its own, measured alone: {_fmt(ops('pg.fetch.own@1'), 'ops/s')})"),
         absolute("put_many x100 through all levels", runs["put_many100@1"].keys_per_s if "put_many100@1" in runs
                  else None, 50_000, "keys/s",
                  f"raw MSET + unnest upsert x100: {_fmt(runs['raw.write100@1'].keys_per_s, 'keys/s')}"
