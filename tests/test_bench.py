@@ -11,7 +11,7 @@ import pytest
 
 from mlcache.bench import BenchOptions
 from mlcache.bench.context import Context, hit_rates
-from mlcache.bench.measure import Run, Timeline, drive, percentiles
+from mlcache.bench.measure import Run, Timeline, drive, drive_paired, percentiles
 from mlcache.bench.tables import Table, targets_table
 from mlcache.bench.targets import evaluate
 from mlcache.bench.progress import Progress
@@ -137,6 +137,27 @@ def test_hit_rates_follow_the_cache_stats_definition() -> None:
     assert hit_rates({}) == {"combined": 0.0, "L1": 0.0, "L2": 0.0, "L3": 0.0}
 
 
+
+async def test_paired_contenders_take_turns_of_whole_slices_until_each_had_its_time() -> None:
+    seen: list[tuple[str, int]] = []
+
+    def recorder(name: str) -> object:
+        async def op(item: int) -> None:
+            seen.append((name, item))
+            await asyncio.sleep(0)
+        return op
+
+    results = await drive_paired([(recorder("a"), [1, 2, 3]), (recorder("b"), [7, 8])],
+                                 duration=0.05, warmup=0.01, slice_ops=4)
+    turns = [seen[i][0] for i in range(0, len(seen), 4)]
+    assert all(seen[i][0] == turns[i // 4] for i in range(len(seen)))   # whole slices
+    assert turns[:4] == ["a", "b", "a", "b"]                              # in turns
+    assert [x for n, x in seen if n == "a"][:8] == [1, 2, 3, 1, 2, 3, 1, 2]  # each its own plan
+    assert [x for n, x in seen if n == "b"][:5] == [7, 8, 7, 8, 7]
+    for ops, elapsed, lat in results:
+        assert elapsed >= 0.05 and ops % 4 == 0 and ops == len(lat["op"])
+
+
 # --- targets and tables ---------------------------------------------------------------------
 
 def _run(run_id: str, ops_per_s: float, keys_per_op: int = 1) -> Run:
@@ -219,3 +240,4 @@ async def test_reset_l2_leaves_exactly_the_preloaded_hottest_keys(redis_url: str
     finally:
         await client.delete(*[prefix + key(i) for i in range(5)], prefix + "absent1")
         await client.aclose()
+
