@@ -15,8 +15,8 @@ from .targets import Target
 from .workloads import l2_share
 
 CAVEAT = ("This machine is shared and noisy: absolute figures move from run to run by tens of percent. "
-          "Each figure stands beside a baseline measured minutes apart in the same run; the ratios are "
-          "what count.")
+          "Each figure stands beside a baseline measured in the same run (minutes apart, or in turns for "
+          "the one-caller comparisons); the ratios are what count.")
 
 METHOD = [
     "Every contender runs the same loop: N caller tasks replay one seeded plan of operations; each "
