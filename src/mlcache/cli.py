@@ -1,4 +1,5 @@
-"""Command line: ``mlcache bench`` (also ``python -m mlcache bench``)."""
+"""Command line: ``mlcache bench`` (the benchmark suite) and ``mlcache serve`` (a cache node);
+also ``python -m mlcache ...``."""
 from __future__ import annotations
 
 import argparse
@@ -42,6 +43,17 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--rounds", type=int, default=1,
                    help="run the whole suite this many times, interleaved, and report each figure's "
                         "median run (default 1; on a shared machine use 3 or 5)")
+    s = sub.add_parser(
+        "serve",
+        help="a cache node: creates and sweeps the L3 table, serves the levels' Prometheus metrics",
+        description="Runs a cache node until SIGTERM or SIGINT: connects the levels (REDIS_URL and "
+        "POSTGRES_URL from the environment, or the guide's config dict as JSON with --config), "
+        "creates L3's table and sweeps its expired rows, and serves Prometheus metrics (default "
+        "port 8000).  What the Dockerfile, docker-compose.yml and deploy/kubernetes.yaml run.",
+    )
+    s.add_argument("--config", metavar="FILE", help="the guide's config dict, as a JSON object")
+    s.add_argument("--metrics-port", type=int, help="Prometheus port (default: the config's prometheus_port, else 8000)")
+    s.add_argument("--metrics-addr", help="address the metrics listen on (default all interfaces)")
     return parser
 
 
@@ -72,7 +84,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 2
         except KeyboardInterrupt:
             return 130
+    if args.command == "serve":
+        return _serve(args)
     return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from .errors import ConfigError
+    from .serve import load_config, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return asyncio.run(serve(load_config(args.config, args.metrics_port, args.metrics_addr)))
+    except ConfigError as exc:
+        print(f"mlcache serve: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
