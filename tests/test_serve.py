@@ -113,3 +113,17 @@ def test_the_deployment_files_run_the_node_as_documented() -> None:
     kube = (ROOT / "deploy" / "kubernetes.yaml").read_text()
     assert "name: REDIS_URL" in kube and "name: POSTGRES_URL" in kube
     assert f"containerPort: {DEFAULT_METRICS_PORT}" in kube
+
+
+def test_a_taken_metrics_port_stops_the_node() -> None:
+    # In an application a busy metrics port is only logged; a node exists to serve them.
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = node("--metrics-port", str(port), "--metrics-addr", "127.0.0.1",
+                    env={"REDIS_URL": "", "POSTGRES_URL": ""})
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2 and "no metrics endpoint" in err and "Traceback" not in err

@@ -53,7 +53,7 @@ async def serve(config: dict[str, Any]) -> int:
     await cache.initialize()
     try:
         if cache.metrics.port is None:
-            log.error("mlcache serve: the metrics port is taken or not set; stopping")
+            log.error("mlcache serve: no metrics endpoint (the port is taken?); stopping")
             return 2
         shared = [level.name for level in (cache.l2_cache, cache.l3_cache) if level.enabled]
         if not shared:
