@@ -2,6 +2,7 @@
 deploy/kubernetes.yaml run: a real process on the session's Redis and PostgreSQL."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -22,6 +24,26 @@ ROOT = Path(__file__).resolve().parent.parent
 def node(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "mlcache", "serve", *args], env={**os.environ, **env},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@contextlib.contextmanager
+def running(*args: str, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """A node for the body of the with-statement; killed after it if still running."""
+    proc = node(*args, env=env)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def stopped(proc: subprocess.Popen[str], sig: signal.Signals) -> str:
+    """Send ``sig``; the node must exit 0 within 15 s.  Returns what it logged."""
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    return err
 
 
 def scrape(port: int, want: str, within: float = 30.0) -> str:
@@ -47,8 +69,8 @@ async def test_the_node_serves_metrics_sweeps_l3_and_stops_cleanly_on_sigterm(
     config = tmp_path / "cache.json"
     config.write_text(json.dumps({"key_prefix": namespace, "l3": {"table": namespace}}))
     env = {"REDIS_URL": redis_url, "POSTGRES_URL": postgres_url}
-    proc = node("--config", str(config), "--metrics-port", str(port), "--metrics-addr", "127.0.0.1", env=env)
-    try:
+    with running("--config", str(config), "--metrics-port", str(port), "--metrics-addr", "127.0.0.1",
+                 env=env) as proc:
         page = scrape(port, 'cache_size_bytes{level="L3"}')
         assert 'cache_size_bytes{level="L2"}' in page
         con = await asyncpg.connect(postgres_url)
@@ -56,13 +78,7 @@ async def test_the_node_serves_metrics_sweeps_l3_and_stops_cleanly_on_sigterm(
             assert await con.fetchval("SELECT to_regclass($1) IS NOT NULL", namespace)
         finally:
             await con.close()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
+        err = stopped(proc, signal.SIGTERM)
     assert "mlcache serving L1, L2, L3" in err and "mlcache stopped" in err
     assert "Traceback" not in err
 
@@ -72,16 +88,10 @@ async def test_the_node_starts_before_its_servers_and_says_what_is_wrong(postgre
     # level not up yet is logged and retried, never fatal; the password is never logged.
     port = free_port()
     dead = f"redis://cache:s3cret@127.0.0.1:{free_port()}/0"
-    proc = node("--metrics-port", str(port), "--metrics-addr", "127.0.0.1", env={"REDIS_URL": dead, "POSTGRES_URL": postgres_url})
-    try:
+    with running("--metrics-port", str(port), "--metrics-addr", "127.0.0.1",
+                 env={"REDIS_URL": dead, "POSTGRES_URL": postgres_url}) as proc:
         scrape(port, 'cache_size_bytes{level="L3"}')
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
+        err = stopped(proc, signal.SIGINT)
     assert "L2 unavailable at start-up" in err and "s3cret" not in err
 
 
