@@ -8,7 +8,6 @@ FNV_PRIME = 0x100000001B3
 MASK = (1 << 64) - 1
 
 
-
 def configure(max_key_bytes: int, explain: Callable[[Any], str]) -> None:
     # The pure build has no fast path to configure: check_key is the Python check itself.
     return None

@@ -24,7 +24,9 @@ from .servers import _loadavg, machine, remove_namespace, server_versions, serve
 from .targets import evaluate
 from .workloads import payload
 
-LEVEL_RUNS = 17  # measured runs in levelruns.py, for the progress bar's total
+# Progress steps in levelruns.py, for the progress bar's total: one per measured run, one per
+# pair of runs taken in turns (the two lone-caller comparisons).
+LEVEL_RUNS = 15
 
 
 @dataclass

@@ -36,6 +36,11 @@ async def _no_reset(connection: asyncpg.Connection) -> None:
     return None
 
 
+def _live(ttl: Optional[float]) -> bool:
+    """A row read with its remaining lifetime (``_sql_get``): not expired, only not yet swept."""
+    return ttl is None or ttl > 0
+
+
 async def _protocol_read(stmt: asyncpg.prepared_stmt.PreparedStatement) -> Callable[..., Awaitable[list[Any]]]:
     """The lone read of ``stmt``, made straight to asyncpg's protocol: the call ``fetchrow``
     makes after three Python coroutine layers and checks, which cost ~2.5 us a read here (a
@@ -251,10 +256,7 @@ class PostgresTier:
             row = rows[0] if rows else None
         if row is None:
             return None
-        ttl = row[1]
-        if ttl is not None and ttl <= 0:
-            return None  # expired, not yet swept
-        return Entry(row[0], ttl)
+        return Entry(row[0], row[1]) if _live(row[1]) else None
 
     def _open_solo(self) -> None:
         if self._solo_task is None and self._pool is not None and self.config.pool_max >= 2:
@@ -283,8 +285,13 @@ class PostgresTier:
         finally:
             self._solo_task = None
 
-    def _drop_solo(self) -> None:
+    def _forget_solo(self) -> Optional[asyncpg.Connection]:
+        """Stop reading on the connection set aside; return it, for the caller to release."""
         con, self._solo, self._solo_stmt, self._solo_read = self._solo, None, None, None
+        return con
+
+    def _drop_solo(self) -> None:
+        con = self._forget_solo()
         pool = self._pool
         if con is not None and pool is not None:
             task = asyncio.ensure_future(self._release(pool, con))
@@ -299,7 +306,7 @@ class PostgresTier:
     async def get_many(self, keys: Sequence[str]) -> list[Optional[Entry]]:
         with map_exceptions(LEVEL, "SELECT many"):
             rows = await self.pool.fetch(self._sql_get_many, list(keys))
-        found = {row[0]: Entry(row[1], row[2]) for row in rows if row[2] is None or row[2] > 0}
+        found = {row[0]: Entry(row[1], row[2]) for row in rows if _live(row[2])}
         return [found.get(k) for k in keys]
 
     async def set_many(self, items: Sequence[tuple[str, bytes, Optional[float]]]) -> None:
@@ -412,7 +419,7 @@ class PostgresTier:
             await asyncio.wait([self._solo_task])
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            con, self._solo, self._solo_stmt, self._solo_read = self._solo, None, None, None
+            con = self._forget_solo()
             if con is not None:
                 # The pool's close waits for every connection to come back.
                 with map_exceptions(LEVEL, "close"):
