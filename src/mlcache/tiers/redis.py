@@ -248,23 +248,22 @@ class RedisTier:
         px: dict[float, int] = {}  # one TTL for a whole put_many, usually
         keys: list[str] = []
         args: list[Any] = []  # the script's: value, ttl in ms (0: none) for each key
-        commands: list[tuple[Any, ...]] = []
         for key, data, ttl in items:
-            rkey = prefix + key
+            keys.append(prefix + key)
             if ttl is None:
                 ms = 0
-                commands.append(("SET", rkey, data, *options))
             else:
                 ms = px.get(ttl, 0)
                 if not ms:
                     ms = px[ttl] = _px(ttl)
-                commands.append(("SET", rkey, data, "PX", ms, *options))
-            keys.append(rkey)
             args += (data, ms)
         try:
-            if len(commands) < MULTI_MIN:
+            if len(keys) < MULTI_MIN:
                 await self._pool.evalsha(script, keys, args)
                 return
+            # The same SETs as commands, made only here: most batches are below MULTI_MIN.
+            commands = [("SET", rkey, data, "PX", ms, *options) if ms else ("SET", rkey, data, *options)
+                        for rkey, data, ms in zip(keys, args[0::2], args[1::2])]
             replies = await self._multi_or_script(commands, script, keys, args)
             if isinstance(replies, list):  # (the script answers with a count)
                 for reply in replies:
