@@ -73,8 +73,8 @@ REFERENCE: dict[tuple[str, float], tuple[float, str, float]] = {
 # Why a trace's row may sit below LRU without the policy being worse there.
 BELOW_NOTES = {
     "lirs-2pools": "the trace is two pools of independent uniform draws, where every policy that keeps the hot "
-                   "pool has the same expected hit ratio; on 400 new draws from its generator tinylfu is at or "
-                   "above LRU on 202 (`python benchmarks/two_pools_draws.py`).",
+                   "pool has the same expected hit ratio; on new draws from its generator tinylfu is at or above "
+                   "LRU about half the time (`python benchmarks/two_pools_draws.py` measures it).",
 }
 
 
