@@ -130,6 +130,11 @@ class FaultProxy:
         await proxy._listen()
         return proxy
 
+    @classmethod
+    async def in_front_of(cls, url: str) -> "FaultProxy":
+        """A proxy to the loopback server of ``url`` (redis://host:port/db, postgresql://...@host:port/db)."""
+        return await cls.start(int(url.rsplit(":", 1)[1].split("/")[0]))
+
     @property
     def open_connections(self) -> int:
         """Client connections the proxy holds open now (what the client's pools really hold)."""

@@ -87,7 +87,7 @@ async def test_backplane_off_and_without_redis(cache_config: dict) -> None:
 
 async def test_a_cut_subscription_flushes_l1_and_nothing_stale_is_served_after_it_heals(
         redis_url: str, cache_config: dict) -> None:
-    proxy = await FaultProxy.start(int(redis_url.rsplit(":", 1)[1].split("/")[0]))
+    proxy = await FaultProxy.in_front_of(redis_url)
     # The reader reaches Redis through the proxy; the writer directly.
     reader_config = {**cache_config, "redis_url": f"redis://127.0.0.1:{proxy.port}/0",
                      "l2": {**cache_config["l2"], "read_timeout": 0.05, "write_timeout": 0.1}}
@@ -118,7 +118,7 @@ async def test_a_cut_subscription_flushes_l1_and_nothing_stale_is_served_after_i
 
 async def test_a_silent_subscription_counts_as_dropped(redis_url: str, cache_config: dict) -> None:
     # A blackholed connection raises nothing: the PINGs going unanswered is what tells.
-    proxy = await FaultProxy.start(int(redis_url.rsplit(":", 1)[1].split("/")[0]))
+    proxy = await FaultProxy.in_front_of(redis_url)
     config = {**cache_config, "redis_url": f"redis://127.0.0.1:{proxy.port}/0",
               "l2": {**cache_config["l2"], "read_timeout": 0.05, "write_timeout": 0.1}}
     try:
@@ -136,7 +136,7 @@ async def test_no_stale_write_back_of_a_read_that_an_invalidation_overtook(
     """The reader's SELECT runs before the writer's DELETE, but its answer arrives after the
     invalidation completed (and was announced): the old value it read is returned (the get
     began first) but written neither into its L1 nor back into L2."""
-    proxy = await FaultProxy.start(int(postgres_url.rsplit(":", 1)[1].split("/")[0]))
+    proxy = await FaultProxy.in_front_of(postgres_url)
     host = postgres_url.rsplit("@", 1)[1].split("/")[0]
     slow_l3 = {**cache_config, "postgres_url": postgres_url.replace(host, f"127.0.0.1:{proxy.port}")}
     try:

@@ -60,8 +60,7 @@ async def test_randomized_racing_history_never_writes_back_a_stale_value(cache_c
     # Half the caches reach Redis through a proxy adding 3 ms each way (their backplane goes
     # direct): their reads are then still in flight when another cache's invalidation has
     # landed and been announced, the race this is about.
-    redis_port = int(cache_config["redis_url"].rsplit(":", 1)[1].split("/")[0])
-    proxy = await FaultProxy.start(redis_port)
+    proxy = await FaultProxy.in_front_of(cache_config["redis_url"])
     proxy.latency(0.003)
     slow = {**cache_config, "redis_url": f"redis://127.0.0.1:{proxy.port}/0",
             "l2": {**cache_config["l2"], "backplane_url": cache_config["redis_url"]}}
@@ -171,8 +170,7 @@ async def _slow_reader(cache_config: dict, proxy: FaultProxy) -> MultiLevelCache
 async def test_a_prefix_invalidated_during_reads_is_not_written_back(cache: MultiLevelCache,
                                                                       cache_config: dict) -> None:
     await cache.put_many({f"p:{i}": i for i in range(20)} | {"q:0": "other"}, level="L2")
-    redis_port = int(cache_config["redis_url"].rsplit(":", 1)[1].split("/")[0])
-    proxy = await FaultProxy.start(redis_port)
+    proxy = await FaultProxy.in_front_of(cache_config["redis_url"])
     try:
         async with await _slow_reader(cache_config, proxy) as reader:
             reads = [asyncio.create_task(reader.get(k)) for k in [f"p:{i}" for i in range(20)] + ["q:0"]]
@@ -196,8 +194,7 @@ async def test_the_change_log_is_bounded_while_reads_never_pause(cache: MultiLev
 
     monkeypatch.setattr(mlcache.cache, "CHANGE_LOG_LIMIT", 8)
     await cache.put("slow", "old", level="L2")
-    redis_port = int(cache_config["redis_url"].rsplit(":", 1)[1].split("/")[0])
-    proxy = await FaultProxy.start(redis_port)
+    proxy = await FaultProxy.in_front_of(cache_config["redis_url"])
     try:
         async with await _slow_reader(cache_config, proxy) as reader:
             read = asyncio.create_task(reader.get("slow"))

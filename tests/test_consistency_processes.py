@@ -78,8 +78,7 @@ def _staleness(writes: list[tuple[str, Any, float]], log: list[list[Any]], after
 
 async def test_staleness_across_four_processes_with_a_cut_subscription(
         redis_url: str, cache_config: dict) -> None:
-    redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
-    proxy = await FaultProxy.start(redis_port)
+    proxy = await FaultProxy.in_front_of(redis_url)
     keys = [f"s{i}" for i in range(8)]
     # The readers reach Redis (data and backplane) through the proxy, PostgreSQL directly.
     reader_config = {**cache_config, "redis_url": f"redis://127.0.0.1:{proxy.port}/0",
